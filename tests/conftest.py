@@ -1,0 +1,39 @@
+"""Test tiers: core tests run everywhere; tests marked ``comfyui`` need a real ComfyUI at
+``$COMFYUI_PATH`` (else ``/opt/ComfyUI``) and skip with the reason printed when it is absent."""
+import pathlib
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TESTS = ROOT / "tests"
+for path in (str(TESTS), str(ROOT)):
+    if path not in sys.path:
+        # appended, not prepended: ComfyUI's own top-level `nodes` module must win over this
+        # pack's `nodes/` package once ComfyUI's path is put first.
+        sys.path.append(path)
+
+import comfy_support  # noqa: E402  (imports nothing of ComfyUI by itself)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "comfyui: needs a real ComfyUI (COMFYUI_PATH or /opt/ComfyUI)")
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = comfy_support.comfyui_missing_reason()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if "comfyui" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def comfy():
+    """ComfyUI's ``nodes`` module, with ComfyUI started on the CPU and this pack loaded."""
+    reason = comfy_support.comfyui_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    return comfy_support.start_comfyui()

@@ -1,0 +1,17 @@
+"""W2SD core: Weak-to-Strong Diffusion with Reflection as plain torch.
+
+Nothing here imports ComfyUI. Denoisers are callables ``D(x, sigma) -> x0`` in the ComfyUI /
+k-diffusion convention (``x = x0 + sigma * eps`` for eps-family models, ``sigma`` of shape
+``(batch,)``).
+"""
+from .plan import NO_REFLECTION, ReflectionPlan
+from .reflection import INVERSIONS, euler_step, inversion_step, reflect, sigma_batch
+from .sampling import (DEFAULT_INVERSION, DEFAULT_PLAN, invert, sample_euler, sample_euler_plain,
+                       sample_with_reflection, sigma_after)
+
+__all__ = [
+    "DEFAULT_INVERSION", "DEFAULT_PLAN", "INVERSIONS", "NO_REFLECTION", "ReflectionPlan",
+    "euler_step", "invert", "inversion_step", "reflect", "sample_euler", "sample_euler_plain",
+    "sample_with_reflection", "sigma_after", "sigma_batch",
+]
+__version__ = "0.1.0"
