@@ -1,0 +1,38 @@
+"""What a run costs, in model passes (one UNet/DiT forward over one batch of latents).
+
+A guided evaluation at CFG != 1 is two passes (cond and uncond); ComfyUI skips the uncond pass at
+CFG 1, so such an evaluation is one. The web extension (web/w2sd_cost.js) mirrors this arithmetic;
+tests/web checks the two agree.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def passes_per_evaluation(cfg: float) -> int:
+    return 1 if float(cfg) == 1.0 else 2
+
+
+@dataclass(frozen=True)
+class RunCost:
+    steps: int            # T: normal sampler steps (one evaluation each; multi-stage samplers
+                          # such as heun or dpmpp_2s use more, which is the same for both runs)
+    reflections: int      # reflected steps x repeats
+    evaluations: int      # T + 2 * reflections
+    passes: int           # model passes of this run
+    plain_passes: int     # model passes of the same sampler without W2SD
+
+    @property
+    def ratio(self) -> float:
+        return self.passes / self.plain_passes if self.plain_passes else 1.0
+
+    def summary(self) -> str:
+        return (f"W2SD: {self.reflections} reflection(s), {self.evaluations} model evaluations "
+                f"(plain {self.steps}); {self.passes} model passes = {self.ratio:.2f}x a plain run")
+
+
+def run_cost(steps: int, reflections: int, cfg: float, strong_cfg: float, weak_cfg: float) -> RunCost:
+    plain = steps * passes_per_evaluation(cfg)
+    extra = reflections * (passes_per_evaluation(strong_cfg) + passes_per_evaluation(weak_cfg))
+    return RunCost(steps=steps, reflections=reflections, evaluations=steps + 2 * reflections,
+                   passes=plain + extra, plain_passes=plain)
