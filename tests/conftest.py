@@ -16,10 +16,6 @@ for path in (str(TESTS), str(ROOT)):
 import comfy_support  # noqa: E402  (imports nothing of ComfyUI by itself)
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "comfyui: needs a real ComfyUI (COMFYUI_PATH or /opt/ComfyUI)")
-
-
 def pytest_collection_modifyitems(config, items):
     reason = comfy_support.comfyui_missing_reason()
     if reason is None:
