@@ -4,7 +4,12 @@ from comfy_api.latest import ComfyExtension, io
 
 class W2SDExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return []
+        from .inversion import W2SDInversionStep
+        from .weak_model import W2SDWeakModelBuilder
+        from .sampler import W2SDSampler
+        from .guider import W2SDGuiderNode
+        from .ksampler import W2SDReflectiveKSampler
+        return [W2SDInversionStep, W2SDWeakModelBuilder, W2SDSampler, W2SDGuiderNode, W2SDReflectiveKSampler]
 
 
 async def comfy_entrypoint() -> W2SDExtension:

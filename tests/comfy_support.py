@@ -116,3 +116,325 @@ def latent(batch: int = 1, size: int = 16, channels: int = 4, seed: int | None =
         return {"samples": torch.zeros(batch, channels, size, size)}
     g = torch.Generator().manual_seed(seed)
     return {"samples": torch.randn(batch, channels, size, size, generator=g)}
+
+
+# ---------------------------------------------------------------- tiny Flux (fused-QKV DiT)
+
+TINY_FLUX = {
+    "image_model": "flux", "guidance_embed": True, "in_channels": 16, "out_channels": 16,
+    "vec_in_dim": 32, "context_in_dim": 32, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2,
+    "depth": 1, "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2,
+    "qkv_bias": True,
+}
+
+
+def tiny_flux_model(seed: int = 0):
+    """A ComfyUI ModelPatcher around a tiny Flux (comfy.ldm.flux): fused QKV weights, so diffusers-
+    format LoRA keys map to slices of them. Latents are 16-channel (``latent(channels=16)``)."""
+    import torch
+    import comfy.model_base as mb
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models as sm
+
+    config = sm.Flux(dict(TINY_FLUX))
+    model = mb.Flux(config, device="cpu")
+    _fill(model.diffusion_model, seed)
+    model.diffusion_model.to(torch.float32)
+    model.manual_cast_dtype = None
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
+
+
+def flux_cond(seed: int = 0, tokens: int = 8):
+    """CONDITIONING for ``tiny_flux_model``: T5-like tokens plus the pooled vector."""
+    import torch
+    g = torch.Generator().manual_seed(2000 + seed)
+    return [[torch.randn(1, tokens, 32, generator=g), {"pooled_output": torch.randn(1, 32, generator=g)}]]
+
+
+# ---------------------------------------------------------------- tiny model files + a real server
+#
+# ComfyUI's loaders detect a model family from the state dict's shapes and then match fixed keys of
+# each supported config (model_channels, context_dim, ...). An SD2.x UNet keeps SD20's matched keys
+# (model_channels 320, context_dim 1024, linear proj_in) but may be cut down to one level with one
+# res block: 16 M parameters, 32 MB in fp16, detected by "Load Diffusion Model" (UNETLoader) as SD20
+# (EPS). Its 1024-dim context fits `LotusConditioning`, a stock node that outputs a fixed
+# CONDITIONING with no CLIP, so a whole graph runs on real nodes and tiny files.
+# `ModelSamplingDiscrete` (v_prediction) and `ModelSamplingSD3` (flow) give the other families.
+
+TINY_SD2_UNET = {
+    "model_channels": 320, "channel_mult": [1], "num_res_blocks": [1], "transformer_depth": [1],
+    "transformer_depth_output": [0, 0], "transformer_depth_middle": -1, "context_dim": 1024,
+    "num_head_channels": 64, "num_heads": -1, "in_channels": 4, "out_channels": 4, "image_size": 32,
+    "use_linear_in_transformer": True, "adm_in_channels": None, "use_temporal_attention": False,
+    "use_temporal_resblock": False, "use_spatial_transformer": True, "legacy": False,
+    "use_checkpoint": False,
+}
+
+#: What `write_tiny_checkpoints` writes, relative to the models directory.
+TINY_FILES = {
+    "unet": ("diffusion_models", "w2sd_tiny_sd2.safetensors"),
+    "unet_weak": ("diffusion_models", "w2sd_tiny_sd2_weak.safetensors"),
+    "lora": ("loras", "w2sd_tiny_sd2_lora.safetensors"),
+}
+
+
+def _tiny_sd2_model():
+    start_comfyui()
+    import comfy.model_base as mb
+    import comfy.supported_models as sm
+    return mb.BaseModel(sm.SD20(dict(TINY_SD2_UNET)), model_type=mb.ModelType.EPS, device="cpu")
+
+
+def tiny_unet_state_dict(seed: int = 0, scale: float = 0.05):
+    """An fp16 diffusion-model state dict ComfyUI detects as SD2.x (EPS); seeded noise weights."""
+    import torch
+    model = _tiny_sd2_model()
+    g = torch.Generator().manual_seed(seed)
+    return {k: (torch.randn(v.shape, generator=g) * scale).half()
+            for k, v in model.diffusion_model.state_dict().items()}
+
+
+def tiny_lora_state_dict(seed: int = 0, rank: int = 4, scale: float = 0.05):
+    """A kohya-format LoRA (``lora_unet_*`` keys: lora_up, lora_down, alpha) for the attention
+    projections of the tiny SD2 UNet, as ComfyUI's LoraLoader reads it."""
+    import torch
+    import comfy.lora
+    model = _tiny_sd2_model()
+    key_map = comfy.lora.model_lora_keys_unet(model, {})
+    weights = model.state_dict()
+    g = torch.Generator().manual_seed(5000 + seed)
+    out = {}
+    for lora_key, weight_key in sorted(key_map.items()):
+        if not (isinstance(weight_key, str) and lora_key.startswith("lora_unet_")
+                and "attn" in lora_key and weight_key.endswith(".weight")):
+            continue
+        weight = weights[weight_key]
+        if weight.ndim != 2:
+            continue
+        out[f"{lora_key}.lora_up.weight"] = (torch.randn(weight.shape[0], rank, generator=g) * scale).half()
+        out[f"{lora_key}.lora_down.weight"] = (torch.randn(rank, weight.shape[1], generator=g) * scale).half()
+        out[f"{lora_key}.alpha"] = torch.tensor(float(rank)).half()
+    return out
+
+
+def write_tiny_checkpoints(models_dir) -> dict:
+    """Write tiny model files that ComfyUI's own loaders detect into ``models_dir``
+    (``diffusion_models/``, ``loras/``). Returns {"unet", "unet_weak", "lora"} -> the file names as
+    the loaders' COMBOs list them. ``unet`` and ``unet_weak`` are two SD2.x-family UNets (different
+    seeds, so a real strong/weak pair); condition them with the stock ``LotusConditioning`` node."""
+    import safetensors.torch
+    models_dir = pathlib.Path(models_dir)
+    contents = {"unet": lambda: tiny_unet_state_dict(0), "unet_weak": lambda: tiny_unet_state_dict(1),
+                "lora": lambda: tiny_lora_state_dict(0)}
+    names = {}
+    for role, (folder, name) in TINY_FILES.items():
+        path = models_dir / folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            safetensors.torch.save_file(contents[role](), str(path))
+        names[role] = name
+    return names
+
+
+def write_latent_file(path, samples) -> None:
+    """Save a latent the way SaveLatent does, so LoadLatent reads it back unscaled."""
+    import torch
+    import safetensors.torch
+    safetensors.torch.save_file({"latent_tensor": samples.contiguous(),
+                                 "latent_format_version_0": torch.tensor([])}, str(path))
+
+
+def read_latent_file(path):
+    import safetensors.torch
+    return safetensors.torch.load_file(str(path))["latent_tensor"]
+
+
+class ComfyServer:
+    """ComfyUI's real server (``main.py``) in a subprocess on 127.0.0.1, CPU only, with this pack as
+    its only custom node pack. Everything it reads or writes lives under ``base_dir`` (its
+    ``--base-directory``: custom_nodes/ holds a symlink to the pack, models/, input/, output/, user/,
+    temp/; the database is in memory), so nothing is written into the ComfyUI install.
+
+        with ComfyServer(tmp_path) as server:
+            write_tiny_checkpoints(server.models_dir)   # before the first prompt that lists them
+            entry = server.run(prompt)                  # an API-format prompt; /history entry back
+    """
+
+    PACK_LINK = "ComfyUI-W2SD"
+
+    def __init__(self, base_dir, *, startup_timeout: float = 120.0, extra_args=()):
+        self.base_dir = pathlib.Path(base_dir)
+        self.models_dir = self.base_dir / "models"
+        self.input_dir = self.base_dir / "input"
+        self.output_dir = self.base_dir / "output"
+        self.startup_timeout = startup_timeout
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.port = None
+        self.log_path = self.base_dir / "server.log"
+        self._log = None
+
+    # -- lifecycle
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def start(self):
+        import socket
+        import subprocess
+        import time
+        import urllib.error
+        for sub in ("custom_nodes", "models", "input", "output", "user", "temp"):
+            (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
+        link = self.base_dir / "custom_nodes" / self.PACK_LINK
+        if not link.exists():
+            link.symlink_to(PACK_DIR, target_is_directory=True)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+               "--disable-auto-launch", "--base-directory", str(self.base_dir),
+               "--database-url", "sqlite:///:memory:", "--disable-api-nodes", *self.extra_args]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(cmd, cwd=str(comfyui_path()), stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI server exited with {self.proc.returncode} during startup:\n"
+                                   f"{self.log_tail()}")
+            try:
+                self.get_json("/system_stats", timeout=2)
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"ComfyUI server did not answer within {self.startup_timeout} s:\n"
+                                       f"{self.log_tail()}")
+                time.sleep(0.25)
+        # Custom nodes are loaded before the server listens: a missing node means the pack failed.
+        if "W2SDInversionStep" not in self.get_json("/object_info/W2SDInversionStep"):
+            raise RuntimeError(f"ComfyUI server did not load the W2SD pack:\n{self.log_tail()}")
+
+    def stop(self):
+        import subprocess
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, chars: int = 6000) -> str:
+        try:
+            return self.log_path.read_bytes()[-chars:].decode("utf-8", "replace")
+        except OSError:
+            return "(no server log)"
+
+    # -- HTTP
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get_json(self, path: str, timeout: float = 10):
+        import json
+        import urllib.request
+        with urllib.request.urlopen(self.url(path), timeout=timeout) as response:
+            return json.loads(response.read())
+
+    def post_json(self, path: str, data, timeout: float = 10):
+        """POST ``data``; returns (HTTP status, decoded JSON), also for 4xx answers."""
+        import json
+        import urllib.error
+        import urllib.request
+        request = urllib.request.Request(self.url(path), data=json.dumps(data).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    # -- prompts
+    def queue(self, prompt: dict) -> str:
+        """Queue an API-format prompt; returns its id. Validation errors raise with ComfyUI's text."""
+        import uuid
+        status, answer = self.post_json("/prompt", {"prompt": prompt, "client_id": uuid.uuid4().hex})
+        if status != 200 or "prompt_id" not in answer:
+            raise RuntimeError(f"ComfyUI rejected the prompt (HTTP {status}): {answer}")
+        return answer["prompt_id"]
+
+    def wait(self, prompt_id: str, timeout: float = 60) -> dict:
+        """Poll /history until the prompt finished (successfully or not); returns its entry."""
+        import time
+        deadline = time.monotonic() + timeout
+        while True:
+            history = self.get_json(f"/history/{prompt_id}")
+            entry = history.get(prompt_id)
+            if entry is not None and entry.get("status", {}).get("completed") is not None:
+                status = entry["status"]
+                if status.get("completed") or status.get("status_str") == "error":
+                    return entry
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI server died while running {prompt_id}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout} s:\n"
+                                   f"{self.log_tail()}")
+            time.sleep(0.1)
+
+    def run(self, prompt: dict, timeout: float = 60) -> dict:
+        return self.wait(self.queue(prompt), timeout)
+
+    @staticmethod
+    def succeeded(entry: dict) -> bool:
+        return entry["status"].get("status_str") == "success" and bool(entry["status"].get("completed"))
+
+    @staticmethod
+    def error_of(entry: dict) -> dict | None:
+        """The ``execution_error`` message of a failed prompt (exception_message, node_type, ...)."""
+        for kind, data in entry["status"].get("messages", []):
+            if kind == "execution_error":
+                return data
+        return None
+
+    def output_files(self, entry: dict, node_id: str, kind: str = "latents") -> list[pathlib.Path]:
+        """Paths of the files an output node (SaveLatent: kind "latents") wrote."""
+        found = entry.get("outputs", {}).get(str(node_id), {}).get(kind, [])
+        return [self.output_dir / f.get("subfolder", "") / f["filename"] for f in found]
+
+
+# ---------------------------------------------------------------- tiny video model (5-D latents)
+
+TINY_WAN = {
+    "image_model": "wan2.1", "model_type": "t2v", "dim": 32, "ffn_dim": 64, "freq_dim": 32,
+    "text_dim": 32, "num_heads": 2, "num_layers": 1, "in_dim": 16, "out_dim": 16, "text_len": 16,
+}
+
+
+def tiny_video_model(seed: int = 0):
+    """A ComfyUI ModelPatcher around a tiny Wan 2.1 text-to-video DiT (comfy.ldm.wan): a flow
+    (CONST, shift 8) model on 16-channel 5-D latents ``[batch, 16, frames, height, width]``
+    (``torch.zeros(1, 16, 2, 8, 8)``); condition it with ``cond(seed, tokens=16)``."""
+    import torch
+    import comfy.model_base as mb
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models as sm
+
+    config = sm.WAN21_T2V(dict(TINY_WAN))
+    model = mb.WAN21(config, device="cpu")
+    _fill(model.diffusion_model, seed)
+    model.diffusion_model.to(torch.float32)
+    model.manual_cast_dtype = None
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())

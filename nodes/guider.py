@@ -1,0 +1,240 @@
+"""W2SD Guider: a CFGGuider that also knows the weak side (weak model, weak prompt, weak CFG).
+
+Normal sampler steps carry no role tag and run exactly as CFGGuider runs them. Reflection calls
+carry ``reflect_strong`` / ``reflect_weak`` (nodes/roles.py); ``predict_noise`` dispatches on it:
+
+* strong: the sampling model and conds at ``strong_cfg``;
+* weak: the weak conds at ``weak_cfg``, on the weak model if one is given.
+
+Two checkpoints: the weak ModelPatcher rides on a clone of the strong one as an additional model,
+so ComfyUI loads both at the start of sampling (never per step). The weak conds are encoded for the
+weak model (its own ``extra_conds``), and weak calls run in its context (``pre_run`` / ``cleanup``)
+with its own model options.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+import comfy.model_patcher
+import comfy.patcher_extension
+import comfy.samplers
+from comfy_api.latest import io
+
+from . import compat, pairs, roles
+from .sampler import CATEGORY, W2SDKSampler, cfg_pair_inputs, wrap_sampler
+
+log = logging.getLogger("w2sd")
+
+#: Extra keys of the guider's conds dict. ComfyUI's CFGGuider copies, hook-registers, loads models
+#: for and cleans up every key of that dict, so the weak conds get all of that for free.
+WEAK_POSITIVE = "w2sd_weak_positive"
+WEAK_NEGATIVE = "w2sd_weak_negative"
+WEAK_KEYS = (WEAK_POSITIVE, WEAK_NEGATIVE)
+#: Key of the weak model among the strong clone's additional models.
+WEAK_MODEL_KEY = "w2sd_weak_model"
+
+
+class W2SDGuider(comfy.samplers.CFGGuider):
+    def __init__(self, model_patcher, weak_model=None):
+        relation = pairs.SAME
+        if weak_model is not None and weak_model is not model_patcher:
+            pairs.validate_pair(model_patcher, weak_model)
+            relation = pairs.relation(model_patcher, weak_model)
+        if relation == pairs.SEPARATE:
+            # A clone, so the user's MODEL keeps no trace of the pairing.
+            model_patcher = model_patcher.clone()
+            model_patcher.set_additional_models(WEAK_MODEL_KEY, [weak_model])
+        super().__init__(model_patcher)
+        self.weak_relation = relation
+        self._options_model = weak_model if relation == pairs.OPTIONS else None
+        self.strong_cfg = -1.0
+        self.weak_cfg = -1.0
+        self.has_weak_conds = False
+        self.weak_conds = None
+        self._weak_patcher = None
+        self._weak_options = None
+
+    # ------------------------------------------------------------ settings
+    def set_conds(self, positive, negative, weak_positive=None, weak_negative=None):
+        weak_positive = positive if weak_positive is None else weak_positive
+        weak_negative = negative if weak_negative is None else weak_negative
+        self.has_weak_conds = not (pairs.conds_equal(weak_positive, positive)
+                                   and pairs.conds_equal(weak_negative, negative))
+        conds = {"positive": positive, "negative": negative}
+        if self.has_weak_conds or self.weak_relation == pairs.SEPARATE:
+            # A second checkpoint needs the conds encoded for itself even when they are the same.
+            conds[WEAK_POSITIVE] = weak_positive
+            conds[WEAK_NEGATIVE] = weak_negative
+        self.inner_set_conds(conds)
+
+    def set_cfgs(self, cfg, strong_cfg=-1.0, weak_cfg=-1.0):
+        self.set_cfg(cfg)
+        self.strong_cfg = float(strong_cfg)
+        self.weak_cfg = float(weak_cfg)
+
+    def role_cfg(self, role) -> float:
+        """-1 means "the sampling cfg" (which a W2SD Sampler may set for the call, see sampler.py)."""
+        value = self.strong_cfg if role == roles.STRONG else self.weak_cfg
+        return self.cfg if value < 0 else value
+
+    def w2sd_differences(self) -> list[str]:
+        """What differs between the weak and strong side besides CFG (the sampler adds that)."""
+        out = []
+        if self.weak_relation == pairs.SEPARATE:
+            out.append("weak model (second checkpoint)")
+        elif self.weak_relation == pairs.OPTIONS:
+            out.append("weak model (same weights, other model patches)")
+        if self.has_weak_conds:
+            out.append("weak conditioning")
+        return out
+
+    # ------------------------------------------------------------ sampling
+    def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None,
+               disable_pbar=False, seed=None):
+        compat.require()
+        if not isinstance(sampler, W2SDKSampler):
+            if (isinstance(sampler, comfy.samplers.KSAMPLER)
+                    and type(sampler).sample is comfy.samplers.KSAMPLER.sample):
+                # The guider has no plan inputs: with a plain sampler it reflects with the defaults.
+                log.info("W2SD Guider: plain sampler given, reflecting with the default plan "
+                         "(use W2SD Sampler to choose it)")
+                sampler = wrap_sampler(sampler)
+            else:
+                log.warning("W2SD Guider: %s cannot be wrapped for reflection; sampling without it",
+                            type(sampler).__name__)
+        return super().sample(noise, latent_image, sampler, sigmas, denoise_mask, callback,
+                              disable_pbar, seed)
+
+    def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback,
+                     disable_pbar, seed):
+        # The weak conds are processed on their own, as a positive/negative pair of their own:
+        # processing them together with the strong ones would let ComfyUI copy the strong
+        # ControlNet (legacy Apply ControlNet sets control_apply_to_uncond) and the strong area
+        # conds into them, and would encode them for the strong model.
+        weak_raw = {k: self.conds.pop(k) for k in WEAK_KEYS if k in self.conds}
+        self._weak_patcher = None
+        if self.weak_relation == pairs.SEPARATE:
+            self._weak_patcher = self.model_patcher.get_additional_models_with_key(WEAK_MODEL_KEY)[0]
+        weak_base = self._weak_patcher.model if self._weak_patcher is not None else self.inner_model
+        try:
+            if weak_raw:
+                weak_pair = {"positive": weak_raw[WEAK_POSITIVE], "negative": weak_raw[WEAK_NEGATIVE]}
+                if self._weak_patcher is not None:
+                    self._drop_hooks(weak_pair)
+                weak_latent = latent_image
+                if weak_latent is not None and torch.count_nonzero(weak_latent) > 0:
+                    weak_latent = weak_base.process_latent_in(weak_latent)
+                self.weak_conds = comfy.samplers.process_conds(weak_base, noise, weak_pair, device,
+                                                               weak_latent, denoise_mask, seed)
+            if self._weak_patcher is not None:
+                self._weak_options = self._model_options_of(self._weak_patcher)
+                self._weak_patcher.pre_run()
+            elif self._options_model is not None:
+                self._weak_options = self._model_options_of(self._options_model)
+            return super().inner_sample(noise, latent_image, device, sampler, sigmas, denoise_mask,
+                                        callback, disable_pbar, seed)
+        finally:
+            if self._weak_patcher is not None:
+                self._weak_patcher.cleanup()
+            if self.weak_conds is not None:
+                # back into the conds dict, so ComfyUI's cleanup also releases their ControlNets
+                self.conds[WEAK_POSITIVE] = self.weak_conds["positive"]
+                self.conds[WEAK_NEGATIVE] = self.weak_conds["negative"]
+            self.weak_conds = None
+            self._weak_patcher = None
+            self._weak_options = None
+
+    @staticmethod
+    def _drop_hooks(conds):
+        """Hooks on conds are registered on the strong model; a second checkpoint cannot run them."""
+        dropped = False
+        for key in conds:
+            for c in conds[key]:
+                dropped |= c.pop("hooks", None) is not None
+        if dropped:
+            log.warning("W2SD Guider: hooks on the weak conditioning are ignored for the weak checkpoint")
+
+    @staticmethod
+    def _model_options_of(patcher) -> dict:
+        """The weak model's own options, prepared like CFGGuider prepares the strong model's."""
+        options = comfy.model_patcher.create_model_options_clone(patcher.model_options)
+        transformer_options = options.setdefault("transformer_options", {})
+        comfy.patcher_extension.merge_nested_dicts(transformer_options.setdefault("wrappers", {}),
+                                                   patcher.wrappers, copy_dict1=False)
+        comfy.patcher_extension.merge_nested_dicts(transformer_options.setdefault("callbacks", {}),
+                                                   patcher.callbacks, copy_dict1=False)
+        return options
+
+    def _weak_call_options(self, model_options) -> dict:
+        options = roles.with_role(self._weak_options, roles.WEAK)
+        sample_sigmas = model_options.get("transformer_options", {}).get("sample_sigmas")
+        if sample_sigmas is not None:
+            options["transformer_options"]["sample_sigmas"] = sample_sigmas
+        return options
+
+    def predict_noise(self, x, timestep, model_options={}, seed=None):
+        role = roles.role_of(model_options.get("transformer_options"))
+        if role is None:
+            return super().predict_noise(x, timestep, model_options, seed)
+        cfg = self.role_cfg(role)
+        conds, model = self.conds, self.inner_model
+        if role == roles.WEAK:
+            if self.weak_conds is not None:
+                conds = self.weak_conds
+            if self._weak_patcher is not None:
+                model = self._weak_patcher.model
+            if self._weak_options is not None:
+                model_options = self._weak_call_options(model_options)
+        # No disable_cfg1_optimization here: sampling_function decides from the cfg passed per call,
+        # so a role at cfg 1 skips its uncond pass and a role at another cfg computes it.
+        return comfy.samplers.sampling_function(model, x, timestep, conds.get("negative", None),
+                                                conds.get("positive", None), cfg,
+                                                model_options=model_options, seed=seed)
+
+
+def make_guider(model, positive, negative, cfg, weak_model=None, weak_positive=None,
+                weak_negative=None, strong_cfg=-1.0, weak_cfg=-1.0) -> W2SDGuider:
+    guider = W2SDGuider(model, weak_model)
+    guider.set_conds(positive, negative, weak_positive, weak_negative)
+    guider.set_cfgs(cfg, strong_cfg, weak_cfg)
+    return guider
+
+
+class W2SDGuiderNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="W2SDGuider",
+            display_name="W2SD Guider",
+            category=CATEGORY,
+            description=("A CFG guider with a weak side for W2SD reflection: a weak model (second "
+                         "checkpoint), a weak prompt and/or a weak CFG. Normal steps are exactly the CFG "
+                         "Guider's. Use with W2SD Sampler (a plain sampler reflects with the default "
+                         "plan) in SamplerCustomAdvanced."),
+            inputs=[
+                io.Model.Input("model", tooltip="The strong model: it samples and makes the strong reflection pass."),
+                io.Conditioning.Input("positive", tooltip="Positive conditioning of the strong side."),
+                io.Conditioning.Input("negative", tooltip="Negative conditioning of the strong side."),
+                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="The sampling CFG (normal steps)."),
+                io.Model.Input("weak_model", optional=True,
+                               tooltip="Weak model for the weak pass (e.g. a base checkpoint beside a "
+                                       "fine-tune). Same latent space and model type. Empty = the model."),
+                io.Conditioning.Input("weak_positive", optional=True,
+                                      tooltip="Positive conditioning of the weak pass (e.g. a plainer "
+                                              "prompt). Empty = positive."),
+                io.Conditioning.Input("weak_negative", optional=True,
+                                      tooltip="Negative conditioning of the weak pass. Empty = negative."),
+                *cfg_pair_inputs(),
+            ],
+            outputs=[io.Guider.Output(tooltip="The guider, for SamplerCustomAdvanced.")],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, cfg, weak_model=None, weak_positive=None,
+                weak_negative=None, strong_cfg=-1.0, weak_cfg=-1.0) -> io.NodeOutput:
+        compat.require()
+        return io.NodeOutput(make_guider(model, positive, negative, cfg, weak_model, weak_positive,
+                                         weak_negative, strong_cfg, weak_cfg))

@@ -1,0 +1,159 @@
+"""W2SD Inversion Step: deterministic inversion of a LATENT up a SIGMAS segment.
+
+The math is ``w2sd_core.invert``; this node only adapts ComfyUI objects to it. The inversion runs
+through a real ``comfy.samplers.CFGGuider`` as a KSAMPLER fed the *ascending* sigmas, so the conds,
+hooks, ControlNets, inpaint masks and the latent format are handled by the same code as in sampling.
+Handing the guider ascending sigmas is also exactly what makes the output round-trip with ComfyUI's
+samplers: with zero noise, KSAMPLER's ``noise_scaling(sigmas[0] = lowest, 0, latent)`` puts the input
+latent into sampler space the way a sampler that *ended* at that level left it, and
+``inverse_noise_scaling(sigmas[-1] = highest, x)`` turns the result into what a sampler *started*
+with ``add_noise`` disabled at that level turns back into ``x`` (flow models: ``x / (1 - sigma)``,
+undoing the ``(1 - sigma) * latent`` KSamplerAdvanced applies; an identity for eps / v models).
+"""
+from __future__ import annotations
+
+import torch
+
+import comfy.model_management
+import comfy.sample
+import comfy.sampler_helpers
+import comfy.samplers
+import comfy.utils
+import latent_preview
+from comfy_api.latest import io
+
+from ..w2sd_core import invert
+
+INVERSION_MODES = ("next", "current")
+
+
+def ascending_sigmas(sigmas) -> torch.Tensor:
+    """The SIGMAS input as an ascending 1-D float tensor, or a ValueError saying what is wrong."""
+    if not isinstance(sigmas, torch.Tensor):
+        sigmas = torch.as_tensor(sigmas)
+    sigmas = sigmas.detach().flatten().to(torch.float32).cpu()
+    if sigmas.numel() < 2:
+        raise ValueError(f"W2SD Inversion Step needs at least 2 sigmas (a segment from a low to a high "
+                         f"noise level), got {sigmas.numel()}")
+    if not bool(torch.isfinite(sigmas).all()):
+        raise ValueError(f"W2SD Inversion Step got non-finite sigmas: {sigmas.tolist()}")
+    if bool((sigmas < 0).any()):
+        raise ValueError(f"W2SD Inversion Step got negative sigmas: {sigmas.tolist()}")
+    if float(sigmas.max()) <= 0:
+        raise ValueError("W2SD Inversion Step got sigmas that are all zero: there is no noise level "
+                         "to invert to (connect e.g. the low_sigmas of SplitSigmas)")
+    diffs = sigmas[1:] - sigmas[:-1]
+    if bool((diffs <= 0).all()):
+        sigmas = sigmas.flip(0)  # ComfyUI's usual descending schedule
+    elif not bool((diffs >= 0).all()):
+        raise ValueError(f"W2SD Inversion Step needs a monotone schedule segment (descending as from a "
+                         f"scheduler, or ascending), got {sigmas.tolist()}")
+    if float(sigmas[0]) == float(sigmas[-1]):
+        raise ValueError(f"W2SD Inversion Step got a segment without any step: all sigmas equal "
+                         f"{float(sigmas[0])}")
+    return sigmas
+
+
+def inversion_sampler(inversion: str) -> comfy.samplers.KSAMPLER:
+    """A KSAMPLER whose sampler function inverts ``x`` up the (ascending) sigmas it is given."""
+    if inversion not in INVERSION_MODES:
+        raise ValueError(f"inversion must be one of {INVERSION_MODES}, got {inversion!r}")
+
+    @torch.no_grad()
+    def sample_inversion(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        extra_args = {} if extra_args is None else extra_args
+        last = {}
+
+        def denoise(x, sigma):
+            # ``model`` is ComfyUI's inpaint wrapper around the guider: masks, CFG, conds all apply.
+            last["denoised"] = model(x, sigma, **extra_args)
+            return last["denoised"]
+
+        steps = len(sigmas) - 1
+        for i in range(steps):
+            # Interruption is otherwise only checked in the progress hook.
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            x = invert(denoise, x, sigmas[i:i + 2], inversion=inversion)
+            if callback is not None and "denoised" in last:
+                callback({"x": x, "i": i, "sigma": sigmas[i + 1], "sigma_hat": sigmas[i + 1],
+                          "denoised": last["denoised"]})
+        return x
+
+    return comfy.samplers.KSAMPLER(sample_inversion)
+
+
+class W2SDInversionStep(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="W2SDInversionStep",
+            display_name="W2SD Inversion Step",
+            category="sampling/w2sd",
+            description=(
+                "Deterministic inversion (DDIM / flow-Euler inversion) of a latent from the lowest to "
+                "the highest sigma of a schedule segment, with the model's own predictions. Re-sampling "
+                "the result over the same segment with the Euler sampler and no added noise "
+                "(KSampler (Advanced) with add_noise disabled and start_at_step = the split step, or "
+                "SamplerCustomAdvanced with DisableNoise and the low sigmas of SplitSigmas) gives the "
+                "input latent back, up to the discretisation error. The building block of W2SD's "
+                "reflection, exposed for editing and inversion workflows."),
+            inputs=[
+                io.Model.Input("model", tooltip="The model whose predictions drive the inversion."),
+                io.Conditioning.Input("positive", tooltip="The conditioning the inversion follows "
+                                      "(use the prompt you will re-sample with for a faithful round trip)."),
+                io.Conditioning.Input("negative", tooltip="The negative conditioning (used only when cfg "
+                                      "is not 1.0)."),
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance scale of the inversion. 1.0 (the default) "
+                               "uses the positive conditioning only, the usual choice: inversion with CFG "
+                               "drifts and costs twice the evaluations."),
+                io.Latent.Input("latent", tooltip="The latent to invert, as a sampler left it at the "
+                                "segment's lowest sigma (a clean latent for a segment ending at 0). "
+                                "noise_mask, batch_index and other keys are kept."),
+                io.Sigmas.Input("sigmas", tooltip="The schedule segment to invert, descending as from a "
+                                "scheduler (e.g. the low_sigmas of SplitSigmas at step k): the inversion "
+                                "runs from its lowest sigma up to its highest, one model evaluation per "
+                                "step."),
+                io.Combo.Input("inversion", options=list(INVERSION_MODES), default="next", optional=True,
+                               tooltip="Noise label of each inversion step: 'next' evaluates the model at "
+                               "the level the latent sits at (exact DDIM inversion, the smaller "
+                               "round-trip error); 'current' at the level it is moved to (the W2SD "
+                               "paper's Eq. 5)."),
+            ],
+            outputs=[
+                io.Latent.Output(display_name="latent", tooltip="The latent at the segment's highest "
+                                 "sigma, ready for a sampler that starts there with no added noise "
+                                 "(KSampler (Advanced) add_noise disabled / DisableNoise)."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, cfg, latent, sigmas, inversion="next") -> io.NodeOutput:
+        sigmas = ascending_sigmas(sigmas)
+        sampler = inversion_sampler(inversion)
+
+        latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+        noise_mask = latent.get("noise_mask")
+        guider = comfy.samplers.CFGGuider(model)
+        guider.set_conds(positive, negative)
+        guider.set_cfg(cfg)
+        # Zero noise: KSAMPLER's noise scaling at the segment's lowest sigma then only maps the latent
+        # into sampler space (and the inpaint wrapper keeps unmasked regions on the input latent).
+        noise = torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout,
+                            device="cpu")
+        steps = len(sigmas) - 1
+        callback = latent_preview.prepare_callback(model, steps)
+        samples = guider.sample(noise, latent_image, sampler, sigmas, denoise_mask=noise_mask,
+                                callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+                                seed=0)
+        samples = samples.to(comfy.model_management.intermediate_device())
+        if noise_mask is not None:
+            # Inside the model calls the inpaint wrapper holds unmasked regions on the input latent, and
+            # a sampler started from our output with zero noise returns them as they are in its input
+            # latent. So they must stay the input latent here, not the sampler-space value that
+            # inverse_noise_scaling divides by (1 - sigma) for flow models.
+            mask = comfy.sampler_helpers.prepare_mask(noise_mask, samples.shape, samples.device)
+            samples = samples * mask + latent_image.to(samples) * (1.0 - mask)
+        out = latent.copy()
+        out["samples"] = samples
+        return io.NodeOutput(out)

@@ -1,0 +1,201 @@
+"""Weak/strong pairs: can two models be sampled together, and does anything differ between the
+two sides of a pair?
+
+Reflection moves a latent down with the strong denoiser and back up with the weak one, so both
+must read the same latent space on the same noise schedule. Everything here turns a mismatch into
+a ValueError that names what differs, before any sampling starts.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+import comfy.model_sampling
+import comfy.samplers
+
+from .roles import PAIR_ATTACHMENT, STRONG, WEAK
+
+#: How a weak MODEL relates to the strong one (see ``relation``).
+SAME = "same"            # nothing to do: the weak side is the strong model itself
+OPTIONS = "options"      # the strong model's own weights with other model options (attention patches...)
+SEPARATE = "separate"    # other weights (a second checkpoint): loaded beside the strong one
+
+_PREDICTIONS = (
+    (comfy.model_sampling.CONST, "flow (CONST)"),
+    (comfy.model_sampling.IMG_TO_IMG, "img2img"),
+    (comfy.model_sampling.X0, "x0"),
+    (comfy.model_sampling.EDM, "EDM"),
+    (comfy.model_sampling.V_PREDICTION, "v-prediction"),
+    (comfy.model_sampling.EPS, "eps"),
+)
+
+
+def prediction_name(model_sampling) -> str:
+    for cls, name in _PREDICTIONS:
+        if isinstance(model_sampling, cls):
+            return name
+    return type(model_sampling).__name__
+
+
+def is_flow(model_sampling) -> bool:
+    return isinstance(model_sampling, comfy.model_sampling.CONST)
+
+
+def validate_pair(strong, weak) -> None:
+    """Raise ValueError naming every difference that makes ``weak`` unusable beside ``strong``.
+
+    Same latent format class (SD1.5 and SDXL latents differ although both have 4 channels), both
+    flow or both not, same sigma range. EPS beside V-prediction is fine: the sampler only sees
+    denoised outputs, and both share the discrete schedule.
+    """
+    problems = []
+    strong_format = strong.get_model_object("latent_format")
+    weak_format = weak.get_model_object("latent_format")
+    if type(strong_format) is not type(weak_format):
+        problems.append(f"latent format: strong is {type(strong_format).__name__}, "
+                        f"weak is {type(weak_format).__name__}")
+    strong_ms = strong.get_model_object("model_sampling")
+    weak_ms = weak.get_model_object("model_sampling")
+    if is_flow(strong_ms) != is_flow(weak_ms):
+        problems.append(f"model type: strong is {prediction_name(strong_ms)}, weak is "
+                        f"{prediction_name(weak_ms)} (a flow and a non-flow model do not share a "
+                        f"noise schedule)")
+    else:
+        s_range = (float(strong_ms.sigma_min), float(strong_ms.sigma_max))
+        w_range = (float(weak_ms.sigma_min), float(weak_ms.sigma_max))
+        if not all(math.isclose(a, b, rel_tol=1e-3, abs_tol=1e-6) for a, b in zip(s_range, w_range)):
+            problems.append(f"sigma range: strong {s_range[0]:.4g}..{s_range[1]:.4g}, "
+                            f"weak {w_range[0]:.4g}..{w_range[1]:.4g}")
+    if problems:
+        raise ValueError("W2SD: weak_model cannot be paired with model: " + "; ".join(problems)
+                         + ". Both models must share one latent space and one noise schedule "
+                           "(e.g. two SDXL checkpoints, or two SD1.5 ones).")
+
+
+def _same_weights(a, b) -> bool:
+    """Whether two clones of one BaseModel run with the same weights (no switching needed)."""
+    if a.model is not b.model:
+        return False
+    if a.patches or b.patches:
+        if a.patches_uuid != b.patches_uuid:
+            return False
+    if a.object_patches.keys() != b.object_patches.keys():
+        return False
+    if any(a.object_patches[k] is not b.object_patches[k] for k in a.object_patches):
+        return False
+    return a.hook_patches.keys() == b.hook_patches.keys() and a.injections.keys() == b.injections.keys()
+
+
+def relation(strong, weak) -> str:
+    """``SAME``, ``OPTIONS`` or ``SEPARATE`` (see the constants); raises for a weak model that is
+    the strong model's own weights patched differently."""
+    if weak is None or weak is strong:
+        return SAME
+    if weak.model is strong.model:
+        if not _same_weights(strong, weak):
+            # Two clones of one base with different patches share one set of weights in memory:
+            # every switch between them restores, re-patches and moves the whole model, three
+            # times per reflected step. That is unusably slow, so refuse it with the way out.
+            raise ValueError(
+                "W2SD: weak_model is the same checkpoint as model with different weight patches "
+                "(e.g. a LoRA at another strength). Sampling the two in turn would reload the "
+                "weights three times per reflected step. Use 'W2SD Weak Model Builder' (it applies "
+                "the LoRA difference per role without switching weights), or load a second "
+                "checkpoint as weak_model.")
+        if equal(strong.model_options, weak.model_options) and equal(strong.wrappers, weak.wrappers):
+            return SAME
+        return OPTIONS
+    return SEPARATE
+
+
+def equal(a, b) -> bool:
+    """Structural equality for conditioning and model options: tensors by value, everything else
+    (functions, ControlNets, hooks) by identity or ``==``."""
+    if a is b:
+        return True
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+                and a.dtype == b.dtype and torch.equal(a, b.to(a.device)))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b))
+    try:
+        return bool(a == b)
+    except Exception:  # objects whose == is not a plain truth value
+        return False
+
+
+def conds_equal(a, b) -> bool:
+    """Whether two CONDITIONING values are the same (same object, or same tensors and options)."""
+    return equal(a, b)
+
+
+def pair_attachment(model_patcher):
+    """The ``w2sd_pair`` attachment (a weak/strong difference inside one MODEL), if any."""
+    get = getattr(model_patcher, "get_attachment", None)
+    return get(PAIR_ATTACHMENT) if get is not None else None
+
+
+def describe_attachment(attachment) -> str:
+    if isinstance(attachment, dict):
+        return str(attachment.get("summary") or attachment.get("kind") or "model pair")
+    return "model pair"
+
+
+# ---------------------------------------------------------------- does anything differ?
+def cfg_pair_capable(guider) -> bool:
+    """A plain CFGGuider (or a subclass keeping its predict_noise) with negative conds: setting its
+    ``cfg`` is all it takes to evaluate it at another guidance scale."""
+    return (type(guider).predict_noise is comfy.samplers.CFGGuider.predict_noise
+            and "negative" in getattr(guider, "original_conds", {}))
+
+
+@dataclass
+class Pair:
+    cfg: float                  # the guider's sampling cfg
+    strong_cfg: float           # effective cfg of strong / weak reflection calls
+    weak_cfg: float
+    overrides: dict             # role -> cfg to set on the guider during that role's calls (or None)
+    differences: list
+
+
+def resolve_pair(guider, strong_cfg: float, weak_cfg: float) -> Pair:
+    """Who sets each role's CFG, and what differs between the weak and the strong side.
+
+    The CFG pair with a plain CFGGuider: the guider's ``cfg`` attribute is set for the duration of a
+    role call (try/finally) and put back. That keeps ComfyUI's own CFG path, including its CFG-1
+    shortcut (a weak pass at cfg 1 skips the uncond pass) and any sampler_cfg_function patches,
+    which wrapping the CFG formula from outside would bypass or duplicate.
+    With a W2SD Guider its own strong_cfg / weak_cfg win; where it leaves them at -1 the sampler's
+    values are applied the same way (the guider falls back to its ``cfg`` for such a role).
+    """
+    base = float(getattr(guider, "cfg", 1.0))
+    w2sd_guider = hasattr(guider, "w2sd_differences")
+    if w2sd_guider:
+        own = {STRONG: float(guider.strong_cfg), WEAK: float(guider.weak_cfg)}
+        differences = list(guider.w2sd_differences())
+    else:
+        own = {STRONG: -1.0, WEAK: -1.0}
+        differences = []
+        if (strong_cfg >= 0 or weak_cfg >= 0) and not cfg_pair_capable(guider):
+            raise ValueError(f"W2SD Sampler: strong_cfg / weak_cfg need a guider with a cfg and a "
+                             f"negative prompt (CFGGuider or W2SD Guider); {type(guider).__name__} "
+                             f"has none. Set both to -1, or use W2SD Guider.")
+    requested = {STRONG: float(strong_cfg), WEAK: float(weak_cfg)}
+    overrides, effective = {}, {}
+    for role in (STRONG, WEAK):
+        if own[role] >= 0:
+            overrides[role], effective[role] = None, own[role]
+        elif requested[role] >= 0:
+            overrides[role], effective[role] = requested[role], requested[role]
+        else:
+            overrides[role], effective[role] = None, base
+    if not math.isclose(effective[STRONG], effective[WEAK]):
+        differences.append(f"CFG {effective[STRONG]:g} (strong) vs {effective[WEAK]:g} (weak)")
+    attachment = pair_attachment(getattr(guider, "model_patcher", None))
+    if attachment is not None:
+        differences.append(describe_attachment(attachment))
+    return Pair(base, effective[STRONG], effective[WEAK], overrides, differences)

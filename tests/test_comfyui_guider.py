@@ -1,0 +1,185 @@
+"""W2SD Guider inside real ComfyUI: weak conds, weak model (second checkpoint or other model
+options), ControlNet kept to the strong conds, pair validation, user models left untouched.
+
+Model calls are observed through ComfyUI's own unet-function wrapper (sampling_support.instrument),
+which sees each call's role tag, batch, conds and ControlNet output.
+"""
+import pytest
+import torch
+
+import comfy_support as cs
+from sampling_support import assert_unchanged, instrument, one_thread, snapshot  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.comfyui
+
+SEED = 3
+
+
+def _sigmas(model, steps):
+    import comfy.samplers
+    return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "karras", steps).cpu()
+
+
+def _sample(guider, sampler, steps=4, latent=None, seed=SEED):
+    import comfy.sample
+    latent = latent or cs.latent(1, 8)
+    latent_image = comfy.sample.fix_empty_latent_channels(guider.model_patcher, latent["samples"])
+    noise = comfy.sample.prepare_noise(latent_image, seed)
+    return guider.sample(noise, latent_image, sampler, _sigmas(guider.model_patcher, steps),
+                         denoise_mask=latent.get("noise_mask"), disable_pbar=True, seed=seed)
+
+
+def _guider(model, cfg=5.0, **optional):
+    return cs.node_class("W2SDGuider").execute(model, cs.cond(0), cs.cond(1), cfg, **optional).args[0]
+
+
+def _w2sd(name="euler", **inputs):
+    import comfy.samplers
+    return cs.node_class("W2SDSampler").execute(comfy.samplers.sampler_object(name), **inputs).args[0]
+
+
+def _chunks(call):
+    """cond_or_uncond index -> the cross-attention tensor of that chunk of a batched call."""
+    parts = call.crossattn.chunk(len(call.cond_or_uncond))
+    return dict(zip(call.cond_or_uncond, parts))
+
+
+def test_normal_steps_are_the_cfg_guiders_bit_for_bit(comfy):
+    import comfy.samplers
+    model = cs.tiny_model("eps")
+    plain = comfy.samplers.CFGGuider(model)
+    plain.set_conds(cs.cond(0), cs.cond(1))
+    plain.set_cfg(5.0)
+    expected = _sample(plain, comfy.samplers.sampler_object("dpmpp_2m"))
+    # weak conds and a weak model are prepared but never called at λ = 0
+    weak = cs.tiny_model("eps", seed=1)
+    guider = _guider(model, weak_model=weak, weak_positive=cs.cond(5), weak_cfg=1.0)
+    assert torch.equal(expected, _sample(guider, _w2sd("dpmpp_2m", reflect_steps=0)))
+    # nothing differs: a plain sampler is wrapped with the default plan, which then reflects nothing
+    assert torch.equal(expected, _sample(_guider(model), comfy.samplers.sampler_object("dpmpp_2m")))
+
+
+def test_weak_conditioning_reaches_only_weak_calls(comfy):
+    model, calls = instrument(cs.tiny_model("eps"), analytic=True)
+    pos, neg, weak_pos = cs.cond(0), cs.cond(1), cs.cond(5)
+    guider = cs.node_class("W2SDGuider").execute(model, pos, neg, 5.0, weak_positive=weak_pos).args[0]
+    sampler = _w2sd(reflect_steps=2)
+    _sample(guider, sampler)
+    assert sampler.w2sd.report["reflections"] == 2
+    assert "weak conditioning" in sampler.w2sd.report["differences"][0]
+    weak_calls = [c for c in calls if c.role == "reflect_weak"]
+    other = [c for c in calls if c.role != "reflect_weak"]
+    assert len(weak_calls) == 2 and len(other) == 4 + 2
+    for call in weak_calls:
+        chunks = _chunks(call)
+        assert torch.equal(chunks[0], weak_pos[0][0]) and torch.equal(chunks[1], neg[0][0])
+    for call in other:
+        chunks = _chunks(call)
+        assert torch.equal(chunks[0], pos[0][0]) and torch.equal(chunks[1], neg[0][0])
+
+
+def _tiny_controlnet(model):
+    """A real comfy.controlnet.ControlNet around a tiny ControlNet of the tiny UNet's shape, as the
+    legacy Apply ControlNet node attaches it (control_apply_to_uncond)."""
+    import comfy.cldm.cldm
+    import comfy.controlnet
+    import comfy.model_management as mm
+    import comfy.ops
+    config = dict(model.model.model_config.unet_config)
+    config.pop("out_channels")
+    config.update(hint_channels=3, operations=comfy.ops.disable_weight_init, dtype=torch.float32, device="cpu")
+    control_model = comfy.cldm.cldm.ControlNet(**config)
+    cs._fill(control_model, 11)
+    control = comfy.controlnet.ControlNet(control_model, load_device=mm.get_torch_device(), manual_cast_dtype=None)
+    hint = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    return control.copy().set_cond_hint(hint, 1.0, (0.0, 1.0))
+
+
+def test_controlnet_stays_with_the_strong_conditioning(comfy):
+    base = cs.tiny_model("eps")
+    model, calls = instrument(base, analytic=True)
+    control = _tiny_controlnet(base)
+    positive = [[t, {**extras, "control": control, "control_apply_to_uncond": True}] for t, extras in cs.cond(0)]
+    guider = cs.node_class("W2SDGuider").execute(model, positive, cs.cond(1), 5.0,
+                                                 weak_positive=cs.cond(5)).args[0]
+    _sample(guider, _w2sd(reflect_steps=2))
+    assert [c.has_control for c in calls if c.role is None] == [True] * 4       # cond and uncond batched
+    assert [c.has_control for c in calls if c.role == "reflect_strong"] == [True] * 2
+    assert [c.has_control for c in calls if c.role == "reflect_weak"] == [False] * 2
+
+
+def test_two_checkpoints_load_together_and_weak_calls_run_on_the_weak_model(comfy, monkeypatch):
+    import comfy.model_management as mm
+    strong, strong_calls = instrument(cs.tiny_model("eps", seed=0))
+    loaded_during_weak_calls = []
+
+    def check_loaded(args):
+        loaded = [entry.model.model for entry in mm.current_loaded_models if entry.model is not None]
+        loaded_during_weak_calls.append((strong.model in loaded, weak.model in loaded))
+
+    weak, weak_calls = instrument(cs.tiny_model("eps", seed=1), on_call=check_loaded)
+    loads = []
+    original = mm.load_models_gpu
+    monkeypatch.setattr(mm, "load_models_gpu", lambda models, *a, **k: (loads.append(len(models)),
+                                                                          original(models, *a, **k))[1])
+    guider = _guider(strong, weak_model=weak)
+    sampler = _w2sd(reflect_steps=3)
+    out = _sample(guider, sampler, steps=5)
+    assert torch.isfinite(out).all()
+    assert sampler.w2sd.report["differences"] == ["weak model (second checkpoint)"]
+    assert len(loads) == 1                                            # one load for the whole run
+    assert [c.role for c in weak_calls] == ["reflect_weak"] * 3
+    assert {c.model_id for c in weak_calls} == {id(weak.model)}
+    assert {c.model_id for c in strong_calls} == {id(strong.model)}
+    assert [c.role for c in strong_calls].count("reflect_strong") == 3
+    assert "reflect_weak" not in [c.role for c in strong_calls]
+    assert loaded_during_weak_calls == [(True, True)] * 3
+
+
+def test_weak_model_with_other_options_shares_the_weights(comfy):
+    """A weak MODEL that is the strong one with other model options (e.g. an attention patch)
+    runs on the same loaded weights with its own options."""
+    strong, strong_calls = instrument(cs.tiny_model("eps"), analytic=True)
+    weak, weak_calls = instrument(strong, analytic=True)     # a clone: same weights, own wrapper
+    sampler = _w2sd(reflect_steps=2)
+    _sample(_guider(strong, weak_model=weak), sampler)
+    assert sampler.w2sd.report["differences"] == ["weak model (same weights, other model patches)"]
+    assert [c.role for c in weak_calls] == ["reflect_weak"] * 2
+    assert "reflect_weak" not in [c.role for c in strong_calls]
+    assert {c.model_id for c in weak_calls} == {id(strong.model)}
+
+
+def test_incompatible_pairs_name_what_differs(comfy):
+    eps = cs.tiny_model("eps")
+    with pytest.raises(ValueError, match=r"latent format: strong is SD15, weak is SDXL"):
+        _guider(eps, weak_model=cs.tiny_model("sdxl"))
+    with pytest.raises(ValueError, match=r"model type: strong is eps, weak is flow"):
+        _guider(eps, weak_model=cs.tiny_model("flow"))
+    patched = eps.clone()
+    key = next(iter(eps.model.state_dict()))
+    patched.add_patches({key: (torch.zeros_like(eps.model.state_dict()[key]),)}, 0.5)
+    with pytest.raises(ValueError, match="W2SD Weak Model Builder"):
+        _guider(eps, weak_model=patched)
+    # EPS beside V-prediction shares the schedule: accepted
+    _guider(eps, weak_model=cs.tiny_model("v"))
+
+
+def test_user_models_are_left_untouched_and_runs_repeat(comfy):
+    strong, weak = cs.tiny_model("eps", seed=0), cs.tiny_model("eps", seed=1)
+    before = snapshot(strong), snapshot(weak)
+    outs = []
+    for _ in range(2):
+        guider = _guider(strong, weak_model=weak, weak_positive=cs.cond(5), strong_cfg=5.5, weak_cfg=1.0)
+        outs.append(_sample(guider, _w2sd("euler_ancestral", reflect_steps=2)))
+    assert torch.equal(outs[0], outs[1])
+    assert_unchanged(before[0], strong)
+    assert_unchanged(before[1], weak)
+
+
+def test_a_plain_sampler_reflects_with_the_default_plan(comfy):
+    import comfy.samplers
+    model, calls = instrument(cs.tiny_model("eps"), analytic=True)
+    _sample(_guider(model, strong_cfg=5.5, weak_cfg=1.0), comfy.samplers.sampler_object("euler"), steps=4)
+    roles = [c.role for c in calls]
+    assert roles.count("reflect_strong") == roles.count("reflect_weak") == 3
+    assert roles.count(None) == 4
