@@ -9,6 +9,10 @@ latent into sampler space the way a sampler that *ended* at that level left it, 
 ``inverse_noise_scaling(sigmas[-1] = highest, x)`` turns the result into what a sampler *started*
 with ``add_noise`` disabled at that level turns back into ``x`` (flow models: ``x / (1 - sigma)``,
 undoing the ``(1 - sigma) * latent`` KSamplerAdvanced applies; an identity for eps / v models).
+With a noise_mask the unmasked regions come back as the input latent (see ``execute``).
+
+The ``inversion`` choices are the contract's: ``next`` (default) and ``current``; the core's third
+mode, ``official``, exists only as part of a reflection (it needs the level after the target).
 """
 from __future__ import annotations
 
@@ -104,9 +108,10 @@ class W2SDInversionStep(io.ComfyNode):
                 io.Conditioning.Input("negative", tooltip="The negative conditioning (used only when cfg "
                                       "is not 1.0)."),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance scale of the inversion. 1.0 (the default) "
-                               "uses the positive conditioning only, the usual choice: inversion with CFG "
-                               "drifts and costs twice the evaluations."),
+                               tooltip="Classifier-free guidance scale of the inversion. 1.0 (the default, "
+                               "the usual choice) uses the positive conditioning only, one model pass per "
+                               "step; other values cost two passes per step. Re-sample with the same cfg "
+                               "for a faithful round trip."),
                 io.Latent.Input("latent", tooltip="The latent to invert, as a sampler left it at the "
                                 "segment's lowest sigma (a clean latent for a segment ending at 0). "
                                 "noise_mask, batch_index and other keys are kept."),
@@ -116,9 +121,10 @@ class W2SDInversionStep(io.ComfyNode):
                                 "step."),
                 io.Combo.Input("inversion", options=list(INVERSION_MODES), default="next", optional=True,
                                tooltip="Noise label of each inversion step: 'next' evaluates the model at "
-                               "the level the latent sits at (exact DDIM inversion, the smaller "
-                               "round-trip error); 'current' at the level it is moved to (the W2SD "
-                               "paper's Eq. 5)."),
+                               "the level the latent sits at (standard DDIM inversion); 'current' at the "
+                               "level it is moved to (the W2SD paper's Eq. 5, the label the Euler step "
+                               "that re-samples it uses). Both are first order: the round-trip error "
+                               "shrinks in proportion to the step size."),
             ],
             outputs=[
                 io.Latent.Output(display_name="latent", tooltip="The latent at the segment's highest "

@@ -223,7 +223,9 @@ def write_tiny_checkpoints(models_dir) -> dict:
     """Write tiny model files that ComfyUI's own loaders detect into ``models_dir``
     (``diffusion_models/``, ``loras/``). Returns {"unet", "unet_weak", "lora"} -> the file names as
     the loaders' COMBOs list them. ``unet`` and ``unet_weak`` are two SD2.x-family UNets (different
-    seeds, so a real strong/weak pair); condition them with the stock ``LotusConditioning`` node."""
+    seeds, so a real strong/weak pair); condition them with the stock ``LotusConditioning`` node.
+    Builds the weights with ComfyUI's own classes, so it starts ComfyUI in this process
+    (``start_comfyui``); files already there are kept."""
     import safetensors.torch
     models_dir = pathlib.Path(models_dir)
     contents = {"unet": lambda: tiny_unet_state_dict(0), "unet_weak": lambda: tiny_unet_state_dict(1),
@@ -251,6 +253,17 @@ def read_latent_file(path):
     return safetensors.torch.load_file(str(path))["latent_tensor"]
 
 
+def _die_with_parent():
+    """In the server's child process (Linux): get SIGTERM when the test process dies, so a killed
+    test run leaves no server behind."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class ComfyServer:
     """ComfyUI's real server (``main.py``) in a subprocess on 127.0.0.1, CPU only, with this pack as
     its only custom node pack. Everything it reads or writes lives under ``base_dir`` (its
@@ -264,8 +277,11 @@ class ComfyServer:
 
     PACK_LINK = "ComfyUI-W2SD"
 
-    def __init__(self, base_dir, *, startup_timeout: float = 120.0, extra_args=()):
+    def __init__(self, base_dir, *, startup_timeout: float = 120.0, extra_args=(), threads: int | None = 1):
         self.base_dir = pathlib.Path(base_dir)
+        # One torch thread by default: with tiny models on a shared small machine, intra-op threads
+        # only spin against other processes (measured 50x slower with 2 threads under load).
+        self.threads = threads
         self.models_dir = self.base_dir / "models"
         self.input_dir = self.base_dir / "input"
         self.output_dir = self.base_dir / "output"
@@ -288,8 +304,6 @@ class ComfyServer:
     def start(self):
         import socket
         import subprocess
-        import time
-        import urllib.error
         for sub in ("custom_nodes", "models", "input", "output", "user", "temp"):
             (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
         link = self.base_dir / "custom_nodes" / self.PACK_LINK
@@ -302,9 +316,20 @@ class ComfyServer:
                "--disable-auto-launch", "--base-directory", str(self.base_dir),
                "--database-url", "sqlite:///:memory:", "--disable-api-nodes", *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.threads:
+            env["OMP_NUM_THREADS"] = str(self.threads)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, cwd=str(comfyui_path()), stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=env)
+                                     stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()  # __exit__ does not run when __enter__ raises
+            raise
+
+    def _wait_until_ready(self):
+        import time
+        import urllib.error
         deadline = time.monotonic() + self.startup_timeout
         while True:
             if self.proc.poll() is not None:
@@ -315,7 +340,6 @@ class ComfyServer:
                 break
             except (urllib.error.URLError, ConnectionError, OSError):
                 if time.monotonic() > deadline:
-                    self.stop()
                     raise RuntimeError(f"ComfyUI server did not answer within {self.startup_timeout} s:\n"
                                        f"{self.log_tail()}")
                 time.sleep(0.25)

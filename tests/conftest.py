@@ -14,6 +14,11 @@ for path in (str(TESTS), str(ROOT)):
         sys.path.append(path)
 
 import comfy_support  # noqa: E402  (imports nothing of ComfyUI by itself)
+import torch  # noqa: E402
+
+# The tests' models are tiny: one thread is fastest, and on a loaded 2-core machine several
+# threads fighting over the cores made tiny-model runs 20-40x slower.
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
