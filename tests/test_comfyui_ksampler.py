@@ -115,7 +115,7 @@ def test_denoise_and_end_percent_shape_the_plan(comfy):
     model, calls = instrument(base, analytic=True)
     sigmas = comfy.samplers.KSampler(base, steps=6, device="cpu", sampler="euler", scheduler="normal",
                                      denoise=0.5).sigmas
-    _run(model, cs.latent(1, 8), steps=6, denoise=0.5, strong_cfg=5.5, weak_cfg=1.0)
+    _run(model, cs.latent(1, 8), steps=6, denoise=0.5, strong_cfg=5.5, weak_cfg=1.0, reflect_end_percent=1.0)
     assert [c.sigma for c in calls if c.role is None] == pytest.approx([float(s) for s in sigmas[:-1]])
     assert len([c for c in calls if c.role == "reflect_strong"]) == 5
     calls.clear()

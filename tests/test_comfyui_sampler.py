@@ -113,7 +113,7 @@ def test_w2sd_guider_settings_win_over_the_samplers(comfy):
 
 
 def test_every_sampler_works_with_reflection(comfy):
-    """Full-length reflection (the default plan) with strong == weak lands near the plain run of
+    """Full-length reflection (λ = -1, no end window) with strong == weak lands near the plain run of
     the same sampler and seed: each span advances to its end, multistep and stochastic samplers
     are sliced correctly, and the ancestral/SDE noise is the plain run's, not repeated per step."""
     import comfy.samplers
@@ -122,7 +122,8 @@ def test_every_sampler_works_with_reflection(comfy):
     latent = cs.latent(1, 8)
     for name in comfy.samplers.KSampler.SAMPLERS:
         plain = _custom_advanced(_cfg_guider(model), comfy.samplers.sampler_object(name), sigmas, latent)
-        sampler = _w2sd(comfy.samplers.sampler_object(name), strong_cfg=5.5, weak_cfg=1.0)
+        sampler = _w2sd(comfy.samplers.sampler_object(name), strong_cfg=5.5, weak_cfg=1.0,
+                        reflect_end_percent=1.0)
         out = _custom_advanced(_cfg_guider(model), sampler, sigmas, latent)
         assert sampler.w2sd.report["reflections"] == 15, name
         assert torch.isfinite(out).all(), name
@@ -165,7 +166,8 @@ def test_stochastic_noise_is_not_repeated_across_slices(comfy, name):
     sigmas, latent = _sigmas(model, 6), cs.latent(1, 8)
     plain_draws, reflected_draws = [], []
     _custom_advanced(_cfg_guider(model), comfy.samplers.KSAMPLER(_recording(fn, plain_draws, own)), sigmas, latent)
-    sampler = _w2sd(comfy.samplers.KSAMPLER(_recording(fn, reflected_draws, own)), strong_cfg=5.5, weak_cfg=1.0)
+    sampler = _w2sd(comfy.samplers.KSAMPLER(_recording(fn, reflected_draws, own)), strong_cfg=5.5, weak_cfg=1.0,
+                    reflect_end_percent=1.0)
     _custom_advanced(_cfg_guider(model), sampler, sigmas, latent)
     assert sampler.w2sd.report["reflections"] == 5
     assert len(reflected_draws) == len(plain_draws) >= 4

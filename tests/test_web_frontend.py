@@ -224,7 +224,7 @@ const out = { requests: [], errors: [], console: [] };
       const set = (name, value) => widget(name).setValue(value, { e: undefined, node, canvas: app.canvas });
       const steps = [snap('defaults')];
       const edits = [['weak_cfg', 1.0], ['steps', 30], ['reflect_steps', 12], ['repeats', 2],
-                     ['reflect_end_percent', 0.5], ['reflect_end_percent', 1.0], ['strong_cfg', 1.0],
+                     ['reflect_end_percent', 1.0], ['reflect_end_percent', 0.5], ['strong_cfg', 1.0],
                      ['strong_cfg', -1.0], ['reflect_steps', 0], ['reflect_steps', -1],
                      ['reflect_end_percent', 0.0], ['steps', 25], ['denoise', 0.0]];
       for (const [name, value] of edits) {
@@ -280,6 +280,7 @@ const out = { requests: [], errors: [], console: [] };
       set(guider, 'cfg', 7.0);
       set(guider, 'weak_cfg', 1.0);
       set(sampler, 'reflect_steps', 12);
+      set(sampler, 'reflect_end_percent', 1.0);  // exact counts: no model-dependent window
       set(sched, 'steps', 25);
       const a = { sampler: sampler.w2sdCost().lines, guider: guider.w2sdCost().lines };
       set(sched, 'steps', 10);  // a change on another node shows up on the W2SD nodes
@@ -298,6 +299,7 @@ const out = { requests: [], errors: [], console: [] };
       set(custom, 'cfg', 6.0);
       set(sched2, 'steps', 12);
       set(sampler2, 'reflect_steps', 5);
+      set(sampler2, 'reflect_end_percent', 1.0);
       const d = { plain: sampler2.w2sdCost().lines };
       set(sampler2, 'weak_cfg', 1.0);
       d.pair = sampler2.w2sdCost().lines;
@@ -419,7 +421,7 @@ def test_frontend_extension_in_a_real_browser(tmp_path):
     snaps = seen["ksampler"]
     assert snaps[0]["values"]["reflect_steps"] == -1 and snaps[0]["values"]["steps"] == 20
     expected_edits = ["defaults", "weak_cfg=1", "steps=30", "reflect_steps=12", "repeats=2",
-                      "reflect_end_percent=0.5", "reflect_end_percent=1", "strong_cfg=1", "strong_cfg=-1",
+                      "reflect_end_percent=1", "reflect_end_percent=0.5", "strong_cfg=1", "strong_cfg=-1",
                       "reflect_steps=0", "reflect_steps=-1", "reflect_end_percent=0", "steps=25", "denoise=0",
                       "equal CFG, nothing linked", "weak_positive linked", "weak_positive unlinked",
                       "for the screenshot"]

@@ -9,9 +9,20 @@ import torch
 from .plan import ReflectionPlan
 from .reflection import Denoiser, euler_step, inversion_step, reflect, sigma_batch
 
-#: The pack's defaults (README, "Choosing the defaults", gives the measurements behind them).
+#: The pack's defaults (README, "Choosing the defaults", gives the measurements behind them;
+#: ``python -m w2sd_core.experiments`` reproduces them). Every step but the last is a candidate
+#: (the paper's λ = T - 1), one reflection per step, and the weak model's inversion label is the
+#: level the latent sits at (exact DDIM inversion); ``current`` carries a large inversion error and
+#: repeats > 1 overshoot on the toy.
 DEFAULT_PLAN = ReflectionPlan(steps=-1, repeats=1)
 DEFAULT_INVERSION = "next"
+#: Reflect only the first 80% of the denoising (``reflect_end_percent``; a fraction of the
+#: denoising, not of the step count, turned into a sigma by the model's ``percent_to_sigma``). The
+#: last, low-noise steps take the largest relative steps, where the one-step inversion is least
+#: accurate: on the toy, reflecting them makes the identity control (weak = strong) move samples
+#: off the strong model's result at 20 steps, while the window still keeps most of the gain.
+#: A sigma window depends on the model's sigma range, so it cannot live in DEFAULT_PLAN itself.
+DEFAULT_END_PERCENT = 0.8
 
 #: ``run_span(x, start, end)`` advances ``x`` from ``sigmas[start]`` to ``sigmas[end]`` with the
 #: inner sampler; ``reflect_at(x, i)`` returns ``x`` reflected at step ``i``.
