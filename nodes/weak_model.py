@@ -46,6 +46,9 @@ NONE = "None"
 #: Prefix of the injection / wrapper / callback keys; each built model gets its own suffix, so two
 #: builders stacked on one model each keep their own hooks.
 KEY_PREFIX = "w2sd_lora_delta"
+#: The weight-hook fallback caches one patched copy per role only while the three copies together
+#: stay below this fraction of the model's size.
+MAX_CACHED_FRACTION = 0.5
 
 # LoRA-file key prefixes that belong to text encoders: this node is model-only (a CLIP LoRA loader
 # handles those), so they are counted apart from keys that failed to match the diffusion model.
@@ -499,15 +502,21 @@ def build_lora_pair(model, lora_sd: dict, lora_name: str, final_strength: float,
         fallback.register(out)
         out.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, key + ":hooks",
                                  fallback.apply_model_wrapper)
-        out.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, key + ":hooks",
-                                 WeightHookFallback.outer_sample_wrapper)
         kinds = ", ".join(f"{k} x{v}" for k, v in sorted(analysis.fallback_kinds.items()))
         weights = fallback.weight_bytes(model)
+        if 3 * weights <= MAX_CACHED_FRACTION * model.model_size():
+            out.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, key + ":hooks",
+                                     WeightHookFallback.outer_sample_wrapper)
+            how = (f"Memory: up to one copy of those weights ({_mb(weights)}) per role (final, strong, weak) "
+                   f"plus a backup of the originals; a weight copy at every role switch.")
+        else:
+            # Three cached copies of that much would rival the model itself: let ComfyUI recompute the
+            # patched weights at each switch instead (slow, but no extra copies beyond the backup).
+            how = (f"They cover {_mb(weights)} of weights, too much to cache once per role, so ComfyUI "
+                   f"recomputes them at every role switch (slow; memory: a backup of the originals).")
         warnings.append(
             f"{len(analysis.fallback)} patches are not linear in the strength ({kinds}): they go through "
-            f"ComfyUI weight hooks, switched per call. Memory: up to one copy of those weights "
-            f"({_mb(weights)}) per role (final, strong, weak) plus a backup of the originals, "
-            f"and a weight copy at every role switch.")
+            f"ComfyUI weight hooks, switched per call. " + how)
 
     counts = ", ".join(f"{k} {v}" for k, v in analysis.counts.items()) or "none"
     lines = [

@@ -1,0 +1,401 @@
+"""W2SD Weak Model Builder against real ComfyUI (tiny random-weight models, CPU).
+
+The reference for every role is ComfyUI itself: a clone of the base with the LoRA fused at the
+role's strength by comfy.sd.load_lora_for_models (what LoraLoaderModelOnly does).
+"""
+import gc
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.comfyui
+
+FINAL, STRONG_S, WEAK_S = 0.8, 1.5, -1.5
+
+
+# ---------------------------------------------------------------- fixtures and helpers
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # The machine's 2 cores are shared: torch's default 2 threads spin against other processes and
+    # make these tiny models ~20x slower. One thread, restored afterwards.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def lora_dir(comfy, tmp_path_factory):
+    import folder_paths
+    path = tmp_path_factory.mktemp("loras")
+    folder_paths.add_model_folder_path("loras", str(path))
+    return path
+
+
+def save_lora(lora_dir, name, sd):
+    import safetensors.torch
+    safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items()}, str(lora_dir / name))
+    return name
+
+
+def rnd(g, *shape, scale=0.1):
+    return torch.randn(*shape, generator=g) * scale
+
+
+def sd_lora(model, seed=0, rank=4, dora=0, tucker=True):
+    """A LoRA/LoCon for every Linear and Conv weight of a tiny SD-type model, in kohya names
+    (``lora_unet_*``): Linear keys get ``lora_down (r, in)`` / ``lora_up (out, r)``; conv keys get a
+    LoCon 3x3 down + 1x1 up (one of them a Tucker ``lora_mid``). ``dora`` Linear keys get a DoRA scale."""
+    import comfy.lora
+    g = torch.Generator().manual_seed(seed)
+    key_map = comfy.lora.model_lora_keys_unet(model.model, {})
+    state = model.model.state_dict()
+    names = {}
+    for name, target in key_map.items():
+        if (isinstance(target, str) and name.startswith("lora_unet_") and target.endswith(".weight")
+                and target in state):
+            names.setdefault(target, name)
+    sd, used_mid, doras = {}, False, 0
+    for target, name in sorted(names.items()):
+        module = model.model.get_submodule(target[:-len(".weight")])
+        w = module.weight
+        if isinstance(module, torch.nn.Linear):
+            sd[f"{name}.lora_down.weight"] = rnd(g, rank, w.shape[1])
+            sd[f"{name}.lora_up.weight"] = rnd(g, w.shape[0], rank)
+            if doras < dora:
+                doras += 1
+                sd[f"{name}.dora_scale"] = w.detach().norm(dim=1, keepdim=True) * (1 + rnd(g, w.shape[0], 1))
+        elif isinstance(module, torch.nn.Conv2d):
+            k = tuple(w.shape[2:])
+            if tucker and not used_mid and k == (3, 3):
+                used_mid = True
+                sd[f"{name}.lora_down.weight"] = rnd(g, rank, w.shape[1], 1, 1)
+                sd[f"{name}.lora_mid.weight"] = rnd(g, rank, rank, *k)
+            else:
+                sd[f"{name}.lora_down.weight"] = rnd(g, rank, w.shape[1], *k)
+            sd[f"{name}.lora_up.weight"] = rnd(g, w.shape[0], rank, 1, 1)
+        else:
+            continue
+        sd[f"{name}.alpha"] = torch.tensor(float(rank) / 2)
+    assert used_mid or not tucker
+    return sd
+
+
+def flux_lora(model, seed=0, rank=4):
+    """A diffusers-format Flux LoRA (``transformer.…lora_A/lora_B``): to_q/to_k/to_v/proj_mlp map to
+    slices of the fused qkv / linear1 weights, the rest to whole Linear weights."""
+    import comfy.lora
+    g = torch.Generator().manual_seed(seed)
+    key_map = comfy.lora.model_lora_keys_unet(model.model, {})
+    state = model.model.state_dict()
+    sd, sliced = {}, 0
+    for name, target in sorted(key_map.items(), key=lambda kv: kv[0]):
+        if not name.startswith("transformer."):
+            continue
+        weight_key, ws = (target, None) if isinstance(target, str) else target[:2]
+        if not weight_key.endswith(".weight") or weight_key not in state:
+            continue
+        module = model.model.get_submodule(weight_key[:-len(".weight")])
+        if not isinstance(module, torch.nn.Linear):
+            continue
+        out = module.weight.shape[0] if ws is None else ws[2]
+        sd[f"{name}.lora_A.weight"] = rnd(g, rank, module.weight.shape[1])
+        sd[f"{name}.lora_B.weight"] = rnd(g, out, rank)
+        if len(sd) % 3 == 0:
+            sd[f"{name}.alpha"] = torch.tensor(2.0)
+        sliced += ws is not None
+    assert sliced >= 6, "the Flux LoRA should hit sliced (fused QKV) keys"
+    return sd
+
+
+def build(comfy, model, lora_name, final=FINAL, strong=STRONG_S, weak=WEAK_S):
+    from comfy_support import node_class
+    out = node_class("W2SDWeakModelBuilder").execute(model, lora_name, final, strong, weak)
+    return out[0], out[1], out[2]
+
+
+def fused(model, sd, strength):
+    import comfy.sd
+    return comfy.sd.load_lora_for_models(model, None, sd, strength, 0)[0]
+
+
+def pack(sub):
+    """A module of this pack as ComfyUI loaded it (custom nodes live under their folder's path)."""
+    import importlib
+    import comfy_support
+    return importlib.import_module(f"{str(comfy_support.PACK_DIR).replace('.', '_x_')}.{sub}")
+
+
+class Probe:
+    """Runs custom code inside a real CFGGuider sampling call: ``fn(model, x, sigmas, extra_args)``
+    gets the wrapped model exactly as a sampler does (wrappers merged, model loaded, hooks live)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.result = None
+
+    def run(self, patcher, positive, negative, sigmas, cfg=1.0, noise=None, latent=None):
+        import comfy.samplers
+
+        def sampler_fn(model, x, sigmas, extra_args=None, callback=None, disable=None):
+            self.result = self.fn(model, x, sigmas, extra_args)
+            return x
+
+        guider = comfy.samplers.CFGGuider(patcher)
+        guider.set_conds(positive, negative)
+        guider.set_cfg(cfg)
+        guider.sample(noise, latent, comfy.samplers.KSAMPLER(sampler_fn), sigmas, seed=0, disable_pbar=True)
+        return self.result
+
+
+def role_options(extra_args, role):
+    if role is None:
+        return extra_args
+    args = dict(extra_args)
+    args["model_options"] = pack("nodes.roles").with_role(extra_args["model_options"], role)
+    return args
+
+
+def evaluate(patcher, roles, x, sigma, positive, negative, cfg=1.0):
+    """Denoised output of ``patcher`` at (x, sigma) for each role, evaluated inside real sampling."""
+    def fn(model, _x, _sigmas, extra_args):
+        s = x.new_ones([x.shape[0]]) * sigma
+        return {role: model(x, s, **role_options(extra_args, role)) for role in roles}
+    sigmas = torch.tensor([float(sigma), 0.0])
+    return Probe(fn).run(patcher, positive, negative, sigmas, cfg, noise=torch.zeros_like(x),
+                         latent=torch.zeros_like(x))
+
+
+def rel_err(d, d_ref, x, sigma):
+    """Relative error in model-output space: (x - D)/sigma is eps (or v for flow) itself."""
+    a, b = (x - d) / sigma, (x - d_ref) / sigma
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def snapshot(patcher):
+    return {k: v.detach().clone() for k, v in patcher.model.state_dict().items()}
+
+
+def hook_count(patcher):
+    return sum(len(m._forward_hooks) for m in patcher.model.modules())
+
+
+def roles_match_fused(comfy, base, sd, lora_name, x, sigma, positive, negative, cfg=1.0, tol=1e-5):
+    roles_mod = pack("nodes.roles")
+    model, weak_out, report = build(comfy, base, lora_name)
+    assert weak_out is model
+    roles = (None, roles_mod.STRONG, roles_mod.WEAK)
+    ours = evaluate(model, roles, x, sigma, positive, negative, cfg)
+    plain = evaluate(base, (None,), x, sigma, positive, negative, cfg)[None]
+    for role, strength in zip(roles, (FINAL, STRONG_S, WEAK_S)):
+        ref = evaluate(fused(base, sd, strength), (None,), x, sigma, positive, negative, cfg)[None]
+        err = rel_err(ours[role], ref, x, sigma)
+        assert err <= tol, f"role {role}: relative error {err:.3g} vs LoRA fused at {strength}"
+        # the LoRA matters at this strength, so the comparison can fail
+        assert rel_err(plain, ref, x, sigma) > 1e-2
+    return model, report
+
+
+# ---------------------------------------------------------------- tests
+
+def test_sd_linear_and_locon_roles_equal_fused_lora(comfy, lora_dir):
+    import comfy_support
+    base = comfy_support.tiny_model("eps", seed=1)
+    sd = sd_lora(base, seed=2)
+    name = save_lora(lora_dir, "sd_locon.safetensors", sd)
+    before = snapshot(base)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, 16, 16, generator=g) * 3.0
+    model, report = roles_match_fused(comfy, base, sd, name, x, 3.0, comfy_support.cond(0),
+                                      comfy_support.cond(1))
+    assert "LoRA" in report and "LoCon (conv)" in report
+    runtime = model.get_attachment(pack("nodes.roles").PAIR_ATTACHMENT)["runtime"]
+    assert any(isinstance(d.geometry, pack("w2sd_core.lora_delta").ConvGeometry) for d in runtime.layers.values())
+    assert runtime.calls[pack("nodes.roles").STRONG] > 0
+    # base untouched: loading it again restores its exact weights and drops our forward hooks
+    import comfy.model_management as mm
+    mm.load_models_gpu([base])
+    assert hook_count(base) == 0
+    after = snapshot(base)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not base.injections and not base.attachments and not base.patches
+    assert all(not w for w in base.wrappers.values()) and all(not c for c in base.callbacks.values())
+
+
+def test_flux_sliced_qkv_roles_equal_fused_lora(comfy, lora_dir):
+    import comfy_support
+    base = comfy_support.tiny_flux_model(seed=4)
+    sd = flux_lora(base, seed=5)
+    name = save_lora(lora_dir, "flux_diffusers.safetensors", sd)
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(1, 16, 16, 16, generator=g)
+    model, report = roles_match_fused(comfy, base, sd, name, x, 0.6, comfy_support.flux_cond(0),
+                                      comfy_support.flux_cond(1), cfg=1.0)
+    assert "sliced (fused QKV)" in report and "weight hooks" not in report
+    runtime = model.get_attachment(pack("nodes.roles").PAIR_ATTACHMENT)["runtime"]
+    qkv = runtime.layers["diffusion_model.double_blocks.0.img_attn.qkv"]
+    assert sorted(t.weight_slice for t in qkv.terms) == [(0, 0, 64), (0, 64, 64), (0, 128, 64)]
+
+
+def test_dora_falls_back_to_weight_hooks_and_stays_exact(comfy, lora_dir):
+    import comfy_support
+    base = comfy_support.tiny_model("eps", seed=7)
+    sd = sd_lora(base, seed=8, dora=3, tucker=False)
+    name = save_lora(lora_dir, "sd_dora.safetensors", sd)
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(1, 4, 16, 16, generator=g) * 2.0
+    model, report = roles_match_fused(comfy, base, sd, name, x, 2.0, comfy_support.cond(0),
+                                      comfy_support.cond(1))
+    assert "DoRA x3" in report and "per role" in report
+    # the fallback cleans up after sampling: no cached role weights left behind
+    assert not model.cached_hook_patches and not model.hook_backup
+
+
+def test_report_counts_partial_match_and_text_encoder_keys(comfy, lora_dir):
+    import comfy_support
+    base = comfy_support.tiny_model("eps", seed=10)
+    sd = sd_lora(base, seed=11, tucker=False)
+    sd["lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight"] = torch.zeros(4, 8)
+    sd["lora_te_text_model_encoder_layers_0_mlp_fc1.lora_up.weight"] = torch.zeros(8, 4)
+    sd["lora_unet_no_such_block.lora_down.weight"] = torch.zeros(4, 8)
+    sd["lora_unet_no_such_block.lora_up.weight"] = torch.zeros(8, 4)
+    name = save_lora(lora_dir, "partial.safetensors", sd)
+    _, _, report = build(comfy, base, name)
+    assert "partial match: 2 of" in report and "lora_unet_no_such_block" in report
+    assert "ignored: 2 text-encoder keys" in report
+    # another LoRA already on the same weights: allowed (they stack), and said
+    _, _, report = build(comfy, fused(base, sd_lora(base, seed=99, tucker=False), 1.0), name)
+    assert "already carry other patches" in report
+
+
+def test_clear_errors(comfy, lora_dir):
+    import comfy_support
+    base = comfy_support.tiny_model("eps", seed=12)
+    other = save_lora(lora_dir, "other_family.safetensors",
+                      {"lora_unet_blocks_0_cross_attn_q.lora_down.weight": torch.zeros(4, 8),
+                       "lora_unet_blocks_0_cross_attn_q.lora_up.weight": torch.zeros(8, 4)})
+    with pytest.raises(ValueError, match="matches none of this model's weights"):
+        build(comfy, base, other)
+    sd = sd_lora(base, seed=13, tucker=False)
+    name = save_lora(lora_dir, "twice.safetensors", sd)
+    with pytest.raises(ValueError, match="already carries the LoRA"):
+        build(comfy, fused(base, sd, 1.0), name)
+    node = comfy_support.node_class("W2SDWeakModelBuilder")
+    with pytest.raises(ValueError, match="choose a LoRA"):
+        node.execute(base, "None", FINAL, STRONG_S, WEAK_S)
+    with pytest.raises(ValueError, match="not both"):
+        node.execute(base, name, FINAL, STRONG_S, WEAK_S, weak_model=base)
+
+
+def test_checkpoint_mode_validates_the_pair(comfy):
+    import comfy_support
+    node = comfy_support.node_class("W2SDWeakModelBuilder")
+    strong, weak = comfy_support.tiny_model("eps", seed=14), comfy_support.tiny_model("v", seed=15)
+    out = node.execute(strong, "None", FINAL, STRONG_S, WEAK_S, weak_model=weak)
+    assert out[0] is strong and out[1] is weak and "checkpoint pair" in out[2]
+    with pytest.raises(ValueError, match="flow"):
+        node.execute(strong, "None", FINAL, STRONG_S, WEAK_S, weak_model=comfy_support.tiny_model("flow"))
+    with pytest.raises(ValueError, match="latent"):
+        node.execute(strong, "None", FINAL, STRONG_S, WEAK_S, weak_model=comfy_support.tiny_model("sdxl"))
+
+
+def test_hooks_survive_a_discarded_clone_and_the_role_resets_on_error(comfy, lora_dir):
+    import comfy_support
+    roles = pack("nodes.roles")
+    base = comfy_support.tiny_model("eps", seed=16)
+    sd = sd_lora(base, seed=17, tucker=False)
+    model, _, _ = build(comfy, base, save_lora(lora_dir, "clone.safetensors", sd))
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(18))
+    pos, neg = comfy_support.cond(0), comfy_support.cond(1)
+    first = evaluate(model, (roles.STRONG,), x, 1.0, pos, neg)[roles.STRONG]
+    runtime = model.get_attachment(roles.PAIR_ATTACHMENT)["runtime"]
+    assert hook_count(model) == len(runtime.layers)          # still loaded, still injected
+    clone = model.clone()                                     # copies is_injected=True
+    del clone
+    gc.collect()                                              # its __del__ ejects: must not strip ours
+    assert hook_count(model) == len(runtime.layers)
+    again = evaluate(model, (roles.STRONG,), x, 1.0, pos, neg)[roles.STRONG]
+    assert torch.equal(first, again)
+
+    class Boom(Exception):
+        pass
+
+    class Executor:
+        class_obj = None
+
+        def __call__(self, *args, **kwargs):
+            assert runtime.active() == STRONG_S - FINAL
+            raise Boom()
+
+    with pytest.raises(Boom):
+        runtime.apply_model_wrapper(Executor(), x, None, None, None, None, {roles.ROLE_KEY: roles.STRONG})
+    assert runtime.active() == 0.0
+
+
+def test_w2sd_run_with_lora_pair_equals_three_fused_clones(comfy, lora_dir):
+    """A whole W2SD run with the builder's single model equals the same run done the slow, obviously
+    correct way: three clones with the LoRA fused at final / strong / weak strength as the three
+    denoisers of w2sd_core.sample_euler. Checked twice: with role-tagged calls made directly through
+    a CFGGuider (this file's own machinery), and with the W2SD Reflective KSampler node."""
+    import comfy.sample
+    import comfy.samplers
+    import comfy_support
+    core = pack("w2sd_core")
+    roles = pack("nodes.roles")
+    base = comfy_support.tiny_model("eps", seed=19)
+    sd = sd_lora(base, seed=20)
+    before = snapshot(base)
+    model, _, _ = build(comfy, base, save_lora(lora_dir, "run.safetensors", sd))
+    pos, neg = comfy_support.cond(2), comfy_support.cond(3)
+    steps, lam, cfg = 6, 3, 4.0
+    sigmas = comfy.samplers.calculate_sigmas(base.get_model_object("model_sampling"), "karras", steps)
+    plan = core.ReflectionPlan(steps=lam)
+    latent = comfy_support.latent(1, 16)
+    noise = comfy.sample.prepare_noise(latent["samples"], 123)
+
+    def ours(m, x, sig, extra_args):
+        def D(role):
+            return lambda xx, s: m(xx, s, **role_options(extra_args, role))
+        out = core.sample_euler(D(None), x, sig, weak=D(roles.WEAK), strong=D(roles.STRONG), plan=plan)
+        return x, out
+
+    x0, direct = Probe(ours).run(model, pos, neg, sigmas, cfg=cfg, noise=noise, latent=latent["samples"])
+
+    ksampler = comfy_support.node_class("W2SDReflectiveKSampler")
+    node_out = ksampler.execute(model, 123, steps, cfg, "euler", "karras", pos, neg, latent, 1.0,
+                                reflect_steps=lam, reflect_end_percent=1.0, repeats=1,
+                                inversion="next")[0]["samples"]
+
+    clones = {s: fused(base, sd, s) for s in (FINAL, STRONG_S, WEAK_S)}
+
+    def reference_D(patcher):
+        # One full CFGGuider sampling call per evaluation: slow (the clones share one model, so each
+        # switch re-patches the weights) but obviously correct.
+        def D(x, s):
+            def fn(m, _x, _sig, extra_args):
+                return m(x, s, **extra_args)
+            return Probe(fn).run(patcher, pos, neg, torch.tensor([float(s[0]), 0.0]), cfg=cfg,
+                                 noise=torch.zeros_like(x), latent=torch.zeros_like(x))
+        return D
+
+    want = core.sample_euler(reference_D(clones[FINAL]), x0, sigmas, weak=reference_D(clones[WEAK_S]),
+                             strong=reference_D(clones[STRONG_S]), plan=plan)
+    plain = core.sample_euler_plain(reference_D(clones[FINAL]), x0, sigmas)
+
+    def rel(a, b):
+        return ((a - b).abs().max() / b.abs().max()).item()
+
+    assert rel(direct, want) <= 1e-5
+    assert rel(plain, want) > 1e-3                       # reflection did something
+    want_latent = base.get_model_object("latent_format").process_out(want)
+    assert rel(node_out, want_latent) <= 1e-5, "W2SD Reflective KSampler with the LoRA pair"
+
+    # afterwards the base is untouched: loading it restores its exact weights, no hooks remain
+    import comfy.model_management as mm
+    mm.load_models_gpu([base])
+    assert hook_count(base) == 0
+    after = snapshot(base)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not base.injections and not base.attachments and not base.patches
+    assert all(not w for w in base.wrappers.values()) and all(not c for c in base.callbacks.values())
