@@ -27,6 +27,7 @@ import latent_preview
 from comfy_api.latest import io
 
 from ..w2sd_core import invert
+from .pairs import is_flow
 
 INVERSION_MODES = ("next", "current")
 
@@ -136,6 +137,15 @@ class W2SDInversionStep(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, cfg, latent, sigmas, inversion="next") -> io.NodeOutput:
         sigmas = ascending_sigmas(sigmas)
+        if is_flow(model.get_model_object("model_sampling")) and float(sigmas[-1]) >= 1.0:
+            # The result would be x / (1 - sigma) = inf, and a sampler started at sigma 1 with no
+            # added noise starts from (1 - sigma) * latent = 0 whatever the latent holds.
+            raise ValueError(
+                f"W2SD Inversion Step: this is a flow model and the segment reaches sigma "
+                f"{float(sigmas[-1]):g} (pure noise). A sampler started there without added noise "
+                f"multiplies the latent by 1 - sigma = 0, so no LATENT can carry the inverted noise. "
+                f"Invert a segment that stops below sigma 1 (e.g. SplitSigmas at step 1 or later, "
+                f"its low_sigmas) and start the re-sampling at that step.")
         sampler = inversion_sampler(inversion)
 
         latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])

@@ -47,8 +47,11 @@ def validate_pair(strong, weak) -> None:
     """Raise ValueError naming every difference that makes ``weak`` unusable beside ``strong``.
 
     Same latent format class (SD1.5 and SDXL latents differ although both have 4 channels), both
-    flow or both not, same sigma range. EPS beside V-prediction is fine: the sampler only sees
-    denoised outputs, and both share the discrete schedule.
+    flow or both not, and for non-flow models the same sigma range. EPS beside V-prediction is
+    fine: the sampler only sees denoised outputs, and both share the discrete schedule. Flow models
+    need no range check: sigma is the noise level itself (x = (1 - sigma) x0 + sigma eps) and each
+    model maps it to its own timestep, so a shift (Flux dev beside schnell, ModelSamplingSD3 or
+    ModelSamplingFlux on one side) moves only sigma_min, not what a sigma means.
     """
     problems = []
     strong_format = strong.get_model_object("latent_format")
@@ -62,7 +65,7 @@ def validate_pair(strong, weak) -> None:
         problems.append(f"model type: strong is {prediction_name(strong_ms)}, weak is "
                         f"{prediction_name(weak_ms)} (a flow and a non-flow model do not share a "
                         f"noise schedule)")
-    else:
+    elif not is_flow(strong_ms):
         s_range = (float(strong_ms.sigma_min), float(strong_ms.sigma_max))
         w_range = (float(weak_ms.sigma_min), float(weak_ms.sigma_max))
         if not all(math.isclose(a, b, rel_tol=1e-3, abs_tol=1e-6) for a, b in zip(s_range, w_range)):

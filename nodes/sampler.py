@@ -140,13 +140,19 @@ for _name, _cpu in (("sample_dpmpp_sde", True), ("sample_dpmpp_2m_sde", True),
 _NO_SINGLE_STEP = {_unwrap(uni_pc.sample_unipc), _unwrap(uni_pc.sample_unipc_bh2)}
 _NO_OPEN_END = {_unwrap(getattr(k_sampling, name)) for name in ("sample_sa_solver", "sample_sa_solver_pece")
                 if hasattr(k_sampling, name)}
+#: dpm_adaptive (a closure ComfyUI builds per sampler, recognised by its code) has no steps: it
+#: runs its own step-size control between the first and last sigma it is given. Restarted on every
+#: reflected step it took several times the evaluations, drew its (eta > 0) noise from the seed
+#: again each time and reported its own step counter as progress, so those spans run Euler too.
+_ADAPTIVE_CODE = getattr(comfy.samplers.ksampler("dpm_adaptive").sampler_function, "__code__", None)
 
 
 def needs_euler(fn, start: int, end: int, steps: int) -> bool:
     """Whether the span sigmas[start..end] of a ``steps``-step schedule must run as Euler steps."""
     fn = _unwrap(fn)
+    adaptive = _ADAPTIVE_CODE is not None and getattr(fn, "__code__", None) is _ADAPTIVE_CODE
     return ((fn in _NO_SINGLE_STEP and end - start == 1)
-            or (fn in _NO_OPEN_END and end < steps))
+            or ((fn in _NO_OPEN_END or adaptive) and end < steps))
 
 
 def make_noise_sampler(fn, options: dict, x: torch.Tensor, sigmas: torch.Tensor, seed):

@@ -555,7 +555,7 @@ def build_lora_pair(model, lora_sd: dict, lora_name: str, final_strength: float,
 
 def validate_checkpoint_pair(strong, weak) -> list[str]:
     """Can ``weak`` stand in for ``strong`` in reflection? The samplers' own check (nodes/pairs.py:
-    latent format, flow or not, sigma range; a clone of the same checkpoint with other patches is
+    latent format, flow or not, sigma range for non-flow models; a clone of the same checkpoint with other patches is
     refused there with the way out). Raises ValueError naming the mismatch; returns notes."""
     pairs.validate_pair(strong, weak)
     relation = pairs.relation(strong, weak)
@@ -616,7 +616,7 @@ class W2SDWeakModelBuilder(io.ComfyNode):
         if weak_model is not None:
             notes = validate_checkpoint_pair(model, weak_model)
             lines = ["W2SD Weak Model Builder: checkpoint pair (validated: same latent format, "
-                     "same flow/non-flow family, same sigma range)"] + [f"note: {n}" for n in notes]
+                     "same flow/non-flow family, same sigma range for non-flow models)"] + [f"note: {n}" for n in notes]
             log.info("\n".join(lines))
             return io.NodeOutput(model, weak_model, "\n".join(lines))
         lora_sd = _load_lora_file(lora_name)

@@ -162,6 +162,38 @@ def test_incompatible_pairs_name_what_differs(comfy):
         _guider(eps, weak_model=patched)
     # EPS beside V-prediction shares the schedule: accepted
     _guider(eps, weak_model=cs.tiny_model("v"))
+    # eps models on different sigma ranges (here a zero-terminal-SNR schedule) are refused
+    with pytest.raises(ValueError, match="sigma range"):
+        _guider(eps, weak_model=_with_sampling(cs.tiny_model("eps", seed=1), zsnr=True))
+
+
+def _with_sampling(model, **parameters):
+    """``model`` with its own model_sampling, as ModelSamplingDiscrete / ModelSamplingSD3 patch it."""
+    import comfy.model_sampling
+    patched = model.clone()
+    current = model.get_model_object("model_sampling")
+    sampling = type(current)(model.model.model_config, **({"zsnr": parameters["zsnr"]} if "zsnr" in parameters else {}))
+    if "shift" in parameters:
+        sampling.set_parameters(shift=parameters["shift"])
+    patched.add_object_patch("model_sampling", sampling)
+    return patched
+
+
+def test_flow_models_with_other_shifts_pair(comfy):
+    """A flow model's sigma is its noise level (x = (1 - sigma) x0 + sigma eps) whatever its shift:
+    the shift only moves the schedule, and each model maps sigma to its own timestep. So Flux dev
+    beside Flux schnell, or a model with ModelSamplingSD3 / ModelSamplingFlux beside one without,
+    is a valid pair (their sigma_min differs)."""
+    strong = cs.tiny_model("flow")
+    weak = _with_sampling(cs.tiny_model("flow", seed=1), shift=3.0)
+    assert float(weak.get_model_object("model_sampling").sigma_min) > 2 * float(
+        strong.get_model_object("model_sampling").sigma_min)
+    sampler = _w2sd(reflect_steps=2, reflect_end_percent=1.0)
+    guider = cs.node_class("W2SDGuider").execute(strong, cs.cond(0, "flow"), cs.cond(1, "flow"), 5.0,
+                                                 weak_model=weak).args[0]
+    out = _sample(guider, sampler)
+    assert torch.isfinite(out).all()
+    assert sampler.w2sd.report["reflections"] == 2
 
 
 def test_user_models_are_left_untouched_and_runs_repeat(comfy):

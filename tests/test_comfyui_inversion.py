@@ -229,3 +229,18 @@ def test_schema(inversion):
     assert mode.optional and mode.default == "next" and list(mode.options) == ["next", "current"]
     for item in [*schema.inputs, *schema.outputs]:
         assert item.tooltip, item
+
+
+def test_flow_inversion_to_pure_noise_is_a_clear_error(inversion, models):
+    """A flow model's top sigma is 1 (pure noise): a sampler started there with no added noise
+    multiplies the latent by 1 - sigma = 0, so no LATENT can carry the result (it came out inf)."""
+    import torch
+    sigmas = schedule(models["flow"], 4, "simple")
+    assert float(sigmas[0]) == 1.0
+    with pytest.raises(ValueError, match="flow model.*sigma 1"):
+        invert(inversion, models["flow"], comfy_support.latent(1, SIZE, seed=0), sigmas)
+    # one step below the top is fine, and so is the full schedule of an eps model
+    out = invert(inversion, models["flow"], comfy_support.latent(1, SIZE, seed=0), sigmas[1:])
+    assert bool(out["samples"].isfinite().all())
+    out = invert(inversion, models["eps"], comfy_support.latent(1, SIZE, seed=0), schedule(models["eps"], 4))
+    assert bool(out["samples"].isfinite().all())

@@ -253,3 +253,39 @@ def test_wrapping_errors_are_clear(comfy):
     with pytest.raises(ValueError, match="strong_cfg / weak_cfg"):
         _custom_advanced(basic, _w2sd(comfy.samplers.sampler_object("euler"), strong_cfg=5.5, weak_cfg=1.0),
                          _sigmas(model, 4), cs.latent(1, 8))
+
+
+def test_dpm_adaptive_is_not_restarted_on_every_reflected_step(comfy, monkeypatch):
+    """dpm_adaptive has no steps of its own: it runs its own step-size control from the first to the
+    last sigma it is given. Restarted on each reflected step it redrew its (eta > 0) noise from the
+    seed every time, reported its own step counter as the progress (the bar ran backwards) and took
+    several times the evaluations. Its reflected steps must run as single steps instead."""
+    import comfy.k_diffusion.sampling as k
+    import comfy.samplers
+    drawn = []
+    original = k.default_noise_sampler
+
+    def recording(x, seed=None):
+        source = original(x, seed=seed)
+
+        def draw(sigma, sigma_next):
+            noise = source(sigma, sigma_next)
+            drawn.append(noise.clone())
+            return noise
+        return draw
+
+    monkeypatch.setattr(k, "default_noise_sampler", recording)
+    model, calls = instrument(cs.tiny_model("eps"), analytic=True)
+    steps = []
+    inner = comfy.samplers.ksampler("dpm_adaptive", {"eta": 0.5, "s_noise": 1.0})   # SamplerDPMAdaptative
+    sampler = _w2sd(inner, strong_cfg=5.5, weak_cfg=1.0, reflect_end_percent=1.0)
+    out = _custom_advanced(_cfg_guider(model), sampler, _sigmas(model, 6), cs.latent(1, 8),
+                           callback=lambda step, x0, x, total: steps.append(step))
+    assert torch.isfinite(out).all()
+    assert sampler.w2sd.report["reflections"] == 5
+    assert steps == sorted(steps) and steps[:5] == [0, 1, 2, 3, 4], steps
+    assert [c.role for c in calls][:15] == ["reflect_strong", "reflect_weak", None] * 5
+    assert len(drawn) >= 2
+    for i in range(len(drawn)):
+        for j in range(i):
+            assert not torch.equal(drawn[i], drawn[j]), (i, j)
