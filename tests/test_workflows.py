@@ -333,6 +333,10 @@ def test_lora_delta_workflows_use_the_official_strengths(stem_part):
     assert g.source(sampler, "weak_model") is None
     assert not g.of_type("LoraLoader") and not g.of_type("LoraLoaderModelOnly")
     assert "0.8" in text and "1.5" in text
+    if stem_part == "sdxl_lora":
+        # the authors' LoRA script reflects with a CFG gap too (guidance 5.5 strong, 1.0 weak)
+        s = widgets(sampler)
+        assert (s["cfg"], s["strong_cfg"], s["weak_cfg"]) == (5.5, 5.5, 1.0)
 
 
 def test_zsampling_workflow_is_the_cfg_pair():
