@@ -69,12 +69,21 @@ def _fill(module, seed: int, scale: float = 0.05):
             p.copy_(torch.randn(p.shape, generator=g) * scale)
 
 
-def tiny_model(kind: str = "eps", seed: int = 0):
-    """A ComfyUI ModelPatcher around a tiny UNet. ``kind``: eps, v, flow or sdxl."""
+def _patcher(model, seed: int):
+    """Seeded small random weights in fp32, wrapped in a ModelPatcher as ComfyUI's loaders do."""
     import torch
-    import comfy.model_base as mb
     import comfy.model_management as mm
     import comfy.model_patcher
+    _fill(model.diffusion_model, seed)
+    model.diffusion_model.to(torch.float32)
+    model.manual_cast_dtype = None
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
+
+
+def tiny_model(kind: str = "eps", seed: int = 0):
+    """A ComfyUI ModelPatcher around a tiny UNet. ``kind``: eps, v, flow or sdxl."""
+    import comfy.model_base as mb
     import comfy.supported_models as sm
 
     unet = dict(TINY_UNET)
@@ -92,11 +101,7 @@ def tiny_model(kind: str = "eps", seed: int = 0):
         model = mb.SDXL(config, model_type=model_type, device="cpu")
     else:
         model = mb.BaseModel(config, model_type=model_type, device="cpu")
-    _fill(model.diffusion_model, seed)
-    model.diffusion_model.to(torch.float32)
-    model.manual_cast_dtype = None
-    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
-                                            offload_device=mm.unet_offload_device())
+    return _patcher(model, seed)
 
 
 def cond(seed: int = 0, kind: str = "eps", tokens: int = 77):
@@ -131,19 +136,12 @@ TINY_FLUX = {
 def tiny_flux_model(seed: int = 0):
     """A ComfyUI ModelPatcher around a tiny Flux (comfy.ldm.flux): fused QKV weights, so diffusers-
     format LoRA keys map to slices of them. Latents are 16-channel (``latent(channels=16)``)."""
-    import torch
     import comfy.model_base as mb
-    import comfy.model_management as mm
-    import comfy.model_patcher
     import comfy.supported_models as sm
 
     config = sm.Flux(dict(TINY_FLUX))
     model = mb.Flux(config, device="cpu")
-    _fill(model.diffusion_model, seed)
-    model.diffusion_model.to(torch.float32)
-    model.manual_cast_dtype = None
-    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
-                                            offload_device=mm.unet_offload_device())
+    return _patcher(model, seed)
 
 
 def flux_cond(seed: int = 0, tokens: int = 8):
@@ -449,16 +447,9 @@ def tiny_video_model(seed: int = 0):
     """A ComfyUI ModelPatcher around a tiny Wan 2.1 text-to-video DiT (comfy.ldm.wan): a flow
     (CONST, shift 8) model on 16-channel 5-D latents ``[batch, 16, frames, height, width]``
     (``torch.zeros(1, 16, 2, 8, 8)``); condition it with ``cond(seed, tokens=16)``."""
-    import torch
     import comfy.model_base as mb
-    import comfy.model_management as mm
-    import comfy.model_patcher
     import comfy.supported_models as sm
 
     config = sm.WAN21_T2V(dict(TINY_WAN))
     model = mb.WAN21(config, device="cpu")
-    _fill(model.diffusion_model, seed)
-    model.diffusion_model.to(torch.float32)
-    model.manual_cast_dtype = None
-    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
-                                            offload_device=mm.unet_offload_device())
+    return _patcher(model, seed)

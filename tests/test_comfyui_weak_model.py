@@ -199,6 +199,17 @@ def roles_match_fused(comfy, base, sd, lora_name, x, sigma, positive, negative, 
 
 # ---------------------------------------------------------------- tests
 
+def assert_base_untouched(base, before):
+    """Loading the base again restores its exact weights and leaves none of our hooks, wrappers,
+    injections, attachments or patches on it."""
+    import comfy.model_management as mm
+    mm.load_models_gpu([base])
+    assert hook_count(base) == 0
+    after = snapshot(base)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not base.injections and not base.attachments and not base.patches
+    assert all(not w for w in base.wrappers.values()) and all(not c for c in base.callbacks.values())
+
 def test_sd_linear_and_locon_roles_equal_fused_lora(comfy, lora_dir):
     import comfy_support
     base = comfy_support.tiny_model("eps", seed=1)
@@ -214,13 +225,7 @@ def test_sd_linear_and_locon_roles_equal_fused_lora(comfy, lora_dir):
     assert any(isinstance(d.geometry, pack("w2sd_core.lora_delta").ConvGeometry) for d in runtime.layers.values())
     assert runtime.calls[pack("nodes.roles").STRONG] > 0
     # base untouched: loading it again restores its exact weights and drops our forward hooks
-    import comfy.model_management as mm
-    mm.load_models_gpu([base])
-    assert hook_count(base) == 0
-    after = snapshot(base)
-    assert all(torch.equal(before[k], after[k]) for k in before)
-    assert not base.injections and not base.attachments and not base.patches
-    assert all(not w for w in base.wrappers.values()) and all(not c for c in base.callbacks.values())
+    assert_base_untouched(base, before)
 
 
 def test_flux_sliced_qkv_roles_equal_fused_lora(comfy, lora_dir):
@@ -392,10 +397,4 @@ def test_w2sd_run_with_lora_pair_equals_three_fused_clones(comfy, lora_dir):
     assert rel(node_out, want_latent) <= 1e-5, "W2SD Reflective KSampler with the LoRA pair"
 
     # afterwards the base is untouched: loading it restores its exact weights, no hooks remain
-    import comfy.model_management as mm
-    mm.load_models_gpu([base])
-    assert hook_count(base) == 0
-    after = snapshot(base)
-    assert all(torch.equal(before[k], after[k]) for k in before)
-    assert not base.injections and not base.attachments and not base.patches
-    assert all(not w for w in base.wrappers.values()) and all(not c for c in base.callbacks.values())
+    assert_base_untouched(base, before)
