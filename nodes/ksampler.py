@@ -21,7 +21,7 @@ from comfy_api.latest import io, ui
 from . import compat, pairs
 from .guider import make_guider
 from .sampler import (CATEGORY, DEFAULT_END_PERCENT, DEFAULT_REFLECT_STEPS, DEFAULT_REPEATS,
-                      DEFAULT_INVERSION, cfg_pair_inputs, plan_inputs, wrap_sampler)
+                      DEFAULT_INVERSION, cfg_pair_inputs, make_plan, plan_inputs, wrap_sampler)
 
 log = logging.getLogger("w2sd")
 
@@ -79,9 +79,6 @@ class W2SDReflectiveKSampler(io.ComfyNode):
             raise ValueError("W2SD: inversion 'official' reproduces the authors' DDIM code, derived for "
                              "eps-type (variance-preserving) models; this is a flow (CONST) model. Use "
                              "'next' or 'current'.")
-        guider = make_guider(model, positive, negative, cfg, weak_model, weak_positive, weak_negative,
-                             strong_cfg, weak_cfg)
-
         # From here on: ComfyUI's common_ksampler / comfy.sample.sample, step by step.
         latent = latent_image
         samples_in = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
@@ -96,6 +93,13 @@ class W2SDReflectiveKSampler(io.ComfyNode):
                                            model_options=model.model_options)
         sampler = wrap_sampler(comfy.samplers.sampler_object(ksampler.sampler), reflect_steps=reflect_steps,
                                end_percent=reflect_end_percent, repeats=repeats, inversion=inversion)
+        plan = make_plan(reflect_steps, repeats, reflect_end_percent, model.get_model_object("model_sampling"))
+        if not plan.reflected_steps(ksampler.sigmas):
+            # Nothing gets reflected (e.g. reflect_steps 0 for an A/B run): a second checkpoint
+            # would be loaded for nothing.
+            weak_model = None
+        guider = make_guider(model, positive, negative, cfg, weak_model, weak_positive, weak_negative,
+                             strong_cfg, weak_cfg)
         samples = guider.sample(noise, samples_in, sampler, ksampler.sigmas, denoise_mask=noise_mask,
                                 callback=callback, disable_pbar=disable_pbar, seed=seed)
         samples = samples.to(comfy.model_management.intermediate_device())

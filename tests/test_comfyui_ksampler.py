@@ -138,6 +138,22 @@ def test_two_checkpoints_and_weak_prompt_leave_models_untouched_and_repeat(comfy
     assert_unchanged(before[1], weak)
 
 
+def test_a_second_checkpoint_is_loaded_only_when_something_is_reflected(comfy):
+    """reflect_steps 0 (an A/B run in one graph) must not load the weak checkpoint for nothing."""
+    import comfy.model_management as mm
+
+    def loaded():
+        return [entry.model.model for entry in mm.current_loaded_models if entry.model is not None]
+
+    strong, weak = cs.tiny_model("eps", seed=0), cs.tiny_model("eps", seed=1)
+    plain = _run(strong, cs.latent(1, 8), weak_model=weak, reflect_steps=0).args[0]["samples"]
+    assert weak.model not in loaded()
+    reference = ksampler_reference(strong, 5, 4, 5.0, "euler", "normal", cs.cond(0), cs.cond(1), cs.latent(1, 8))
+    assert torch.equal(plain, reference["samples"])
+    _run(strong, cs.latent(1, 8), weak_model=weak, reflect_steps=2)
+    assert weak.model in loaded()
+
+
 def test_official_inversion_is_refused_for_flow_models(comfy):
     with pytest.raises(ValueError, match="flow"):
         _run(cs.tiny_model("flow"), cs.latent(1, 8), kind="flow", inversion="official",
