@@ -77,6 +77,11 @@ def validate_pair(strong, weak) -> None:
                            "(e.g. two SDXL checkpoints, or two SD1.5 ones).")
 
 
+def _object_patches_differ(a, b) -> bool:
+    return (a.object_patches.keys() != b.object_patches.keys()
+            or any(a.object_patches[k] is not b.object_patches[k] for k in a.object_patches))
+
+
 def _same_weights(a, b) -> bool:
     """Whether two clones of one BaseModel run with the same weights (no switching needed)."""
     if a.model is not b.model:
@@ -84,9 +89,7 @@ def _same_weights(a, b) -> bool:
     if a.patches or b.patches:
         if a.patches_uuid != b.patches_uuid:
             return False
-    if a.object_patches.keys() != b.object_patches.keys():
-        return False
-    if any(a.object_patches[k] is not b.object_patches[k] for k in a.object_patches):
+    if _object_patches_differ(a, b):
         return False
     return a.hook_patches.keys() == b.hook_patches.keys() and a.injections.keys() == b.injections.keys()
 
@@ -101,6 +104,14 @@ def relation(strong, weak) -> str:
             # Two clones of one base with different patches share one set of weights in memory:
             # every switch between them restores, re-patches and moves the whole model, three
             # times per reflected step. That is unusably slow, so refuse it with the way out.
+            if _object_patches_differ(strong, weak):
+                patched = ", ".join(sorted(k for k in strong.object_patches.keys() | weak.object_patches.keys()
+                                           if strong.object_patches.get(k) is not weak.object_patches.get(k)))
+                raise ValueError(
+                    f"W2SD: weak_model is the same checkpoint as model with other object patches "
+                    f"({patched}; e.g. a ModelSampling node on one side only). One loaded model "
+                    f"cannot be both at once: patch both sides the same way, or load a second "
+                    f"checkpoint as weak_model.")
             raise ValueError(
                 "W2SD: weak_model is the same checkpoint as model with different weight patches "
                 "(e.g. a LoRA at another strength). Sampling the two in turn would reload the "

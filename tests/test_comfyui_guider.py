@@ -160,6 +160,11 @@ def test_incompatible_pairs_name_what_differs(comfy):
     patched.add_patches({key: (torch.zeros_like(eps.model.state_dict()[key]),)}, 0.5)
     with pytest.raises(ValueError, match="W2SD Weak Model Builder"):
         _guider(eps, weak_model=patched)
+    # the same weights with another model_sampling (ModelSamplingSD3 on one side only) cannot be
+    # loaded both ways at once either, and the message says what differs, not "LoRA"
+    flow = cs.tiny_model("flow")
+    with pytest.raises(ValueError, match=r"other object patches \(model_sampling;"):
+        _guider(flow, weak_model=_with_sampling(flow, shift=3.0))
     # EPS beside V-prediction shares the schedule: accepted
     _guider(eps, weak_model=cs.tiny_model("v"))
     # eps models on different sigma ranges (here a zero-terminal-SNR schedule) are refused
