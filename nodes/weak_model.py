@@ -340,8 +340,15 @@ class LoraDeltaRuntime:
         # detaches a model it is about to reload, with unpatch_all=False: its weights stay on the
         # device, and so do the casts.)
         if unpatch_all:
-            for delta in self.layers.values():
-                delta.clear_cache()
+            self.release()
+
+    def release(self, *args) -> None:
+        # Also at the end of every sampling run (ON_CLEANUP): the casts are device memory that
+        # ComfyUI's memory manager neither counts nor frees (a partial unload keeps them), so they
+        # must not sit there while the VAE or another model runs. Re-casting costs one copy of the
+        # LoRA factors per run.
+        for delta in self.layers.values():
+            delta.clear_cache()
 
     def _hook(self, name: str):
         delta = self.layers[name]
@@ -494,6 +501,7 @@ def build_lora_pair(model, lora_sd: dict, lora_name: str, final_strength: float,
         runtime = LoraDeltaRuntime(analysis.layers, role_delta, key)
         out.set_injections(key, [comfy.patcher_extension.PatcherInjection(runtime.inject, runtime.eject)])
         out.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_DETACH, key, runtime.on_detach)
+        out.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_CLEANUP, key, runtime.release)
         out.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, key, runtime.apply_model_wrapper)
     fallback = None
     if analysis.fallback:
@@ -508,7 +516,8 @@ def build_lora_pair(model, lora_sd: dict, lora_name: str, final_strength: float,
             out.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, key + ":hooks",
                                      WeightHookFallback.outer_sample_wrapper)
             how = (f"Memory: up to one copy of those weights ({_mb(weights)}) per role (final, strong, weak) "
-                   f"plus a backup of the originals; a weight copy at every role switch.")
+                   f"plus a backup of the originals; time: two copies of them per model call, normal "
+                   f"steps included (the role's weights in, the originals back).")
         else:
             # Three cached copies of that much would rival the model itself: let ComfyUI recompute the
             # patched weights at each switch instead (slow, but no extra copies beyond the backup).
@@ -538,11 +547,17 @@ def build_lora_pair(model, lora_sd: dict, lora_name: str, final_strength: float,
     lines += [f"WARNING: {w}" for w in warnings]
     summary = (f"LoRA '{lora_name}' strong {strong_strength:g} / weak {weak_strength:g} "
                f"(final {final_strength:g})")
+    stacked_on = model.get_attachment(PAIR_ATTACHMENT)
+    if stacked_on:
+        # A builder upstream: its injection and wrapper travel with the clone and keep applying
+        # its role strengths, so the summary the samplers print must name both pairs.
+        lines.append(f"stacked on an earlier pair, which stays active: {stacked_on.get('summary')}")
+        summary = f"{stacked_on.get('summary')} + {summary}"
     attachment = {
         "kind": "lora_delta", "summary": summary, "lora": lora_name,
         "final_strength": final_strength, "strong_strength": strong_strength, "weak_strength": weak_strength,
         "layers": len(analysis.layers), "fallback_patches": len(analysis.fallback), "key": key,
-        "runtime": runtime,
+        "runtime": runtime, "stacked_on": stacked_on,
     }
     out.set_attachments(PAIR_ATTACHMENT, attachment)
     for w in warnings:

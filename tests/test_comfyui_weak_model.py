@@ -398,3 +398,159 @@ def test_w2sd_run_with_lora_pair_equals_three_fused_clones(comfy, lora_dir):
 
     # afterwards the base is untouched: loading it restores its exact weights, no hooks remain
     assert_base_untouched(base, before)
+
+
+# ---------------------------------------------------------------- review: plain steps, memory, stacking, dtypes
+
+def test_plain_ksampler_on_built_model_is_bit_identical_to_lora_loader(comfy, lora_dir):
+    """Sampled with no role tags (a plain KSampler), the built MODEL is exactly the LoRA at
+    final_strength: the same bits as LoraLoaderModelOnly (comfy.sd.load_lora_for_models)."""
+    import comfy.sample
+    import comfy_support
+    base = comfy_support.tiny_model("eps", seed=30)
+    sd = sd_lora(base, seed=31)
+    model, _, _ = build(comfy, base, save_lora(lora_dir, "plain.safetensors", sd))
+    pos, neg = comfy_support.cond(4), comfy_support.cond(5)
+    latent = comfy_support.latent(1, 16)["samples"]
+    noise = comfy.sample.prepare_noise(latent, 7)
+
+    def run(m):
+        return comfy.sample.sample(m, noise, 3, 5.0, "euler", "normal", pos, neg, latent,
+                                   disable_pbar=True, seed=7)
+
+    ours, ref, plain = run(model), run(fused(base, sd, FINAL)), run(base)
+    assert torch.equal(ours, ref)
+    assert not torch.equal(ref, plain)             # the LoRA matters, so the check can fail
+
+
+def test_factor_casts_are_released_after_sampling(comfy, lora_dir):
+    """The factors cast for the sampling device are VRAM that ComfyUI's memory manager does not see
+    (it neither counts nor frees them on a partial unload): they must not outlive the sampling run."""
+    import comfy_support
+    roles = pack("nodes.roles")
+    base = comfy_support.tiny_model("eps", seed=32)
+    model, _, _ = build(comfy, base, save_lora(lora_dir, "release.safetensors", sd_lora(base, seed=33)))
+    runtime = model.get_attachment(roles.PAIR_ATTACHMENT)["runtime"]
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(34))
+    seen = {}
+
+    def fn(m, _x, _sigmas, extra_args):
+        out = m(x, x.new_ones([1]), **role_options(extra_args, roles.STRONG))
+        seen["during"] = sum(d.cached_bytes() for d in runtime.layers.values())
+        return out
+
+    Probe(fn).run(model, comfy_support.cond(0), comfy_support.cond(1), torch.tensor([1.0, 0.0]),
+                  noise=torch.zeros_like(x), latent=torch.zeros_like(x))
+    assert seen["during"] > 0                     # cast (cached) while sampling
+    assert hook_count(model) == len(runtime.layers)   # the model itself stays loaded
+    assert sum(d.cached_bytes() for d in runtime.layers.values()) == 0
+
+
+def test_two_builders_stack(comfy, lora_dir):
+    """A builder applied to a builder's output: both LoRAs' role strengths apply on role calls,
+    and the pair summary the samplers print names both."""
+    import comfy_support
+    roles = pack("nodes.roles")
+    base = comfy_support.tiny_model("eps", seed=35)
+    sd1, sd2 = sd_lora(base, seed=36, tucker=False), sd_lora(base, seed=37, tucker=False)
+    n1, n2 = save_lora(lora_dir, "stack1.safetensors", sd1), save_lora(lora_dir, "stack2.safetensors", sd2)
+    m1, _, _ = build(comfy, base, n1)
+    m2, _, report = build(comfy, m1, n2, final=0.5, strong=1.0, weak=0.0)
+    assert "already carry other patches" in report and "stack1.safetensors" in report
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(38)) * 3.0
+    pos, neg = comfy_support.cond(0), comfy_support.cond(1)
+    rs = (None, roles.STRONG, roles.WEAK)
+    ours = evaluate(m2, rs, x, 3.0, pos, neg)
+    for role, s1, s2 in zip(rs, (FINAL, STRONG_S, WEAK_S), (0.5, 1.0, 0.0)):
+        ref = evaluate(fused(fused(base, sd1, s1), sd2, s2), (None,), x, 3.0, pos, neg)[None]
+        assert rel_err(ours[role], ref, x, 3.0) <= 1e-5, role
+    summary = m2.get_attachment(roles.PAIR_ATTACHMENT)["summary"]
+    assert "stack1.safetensors" in summary and "stack2.safetensors" in summary
+
+
+def test_roles_stay_exact_after_a_partial_unload(comfy, lora_dir):
+    """lowvram: ComfyUI partially unloads the model (modules cast their weights per call through
+    comfy.ops, LoRA patches become LowVramPatch weight functions); the forward hooks still fire."""
+    import comfy_support
+    roles = pack("nodes.roles")
+    base = comfy_support.tiny_model("eps", seed=39)
+    sd = sd_lora(base, seed=40)
+    model, _, _ = build(comfy, base, save_lora(lora_dir, "lowvram.safetensors", sd))
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(41)) * 3.0
+    pos, neg = comfy_support.cond(0), comfy_support.cond(1)
+    rs = (None, roles.STRONG, roles.WEAK)
+
+    def fn(m, _x, _sigmas, extra_args):
+        patcher = m.inner_model.model_patcher
+        assert patcher.partially_unload(patcher.offload_device, memory_to_free=10**15) > 0
+        assert patcher.model.model_lowvram
+        return {role: m(x, x.new_ones([1]) * 3.0, **role_options(extra_args, role)) for role in rs}
+
+    ours = Probe(fn).run(model, pos, neg, torch.tensor([3.0, 0.0]), noise=torch.zeros_like(x),
+                         latent=torch.zeros_like(x))
+    for role, s in zip(rs, (FINAL, STRONG_S, WEAK_S)):
+        ref = evaluate(fused(base, sd, s), (None,), x, 3.0, pos, neg)[None]
+        assert rel_err(ours[role], ref, x, 3.0) <= 1e-5, role
+
+
+def _tiny_model_in(dtype, seed):
+    """tiny_model("eps") with its weights stored in ``dtype`` and computed in it (no manual cast),
+    as ComfyUI loads an fp16/bf16 checkpoint on a GPU that runs that dtype."""
+    import comfy.model_base as mb
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models as sm
+    import comfy_support
+    config = sm.SD15(dict(comfy_support.TINY_UNET))
+    config.unet_config["num_head_channels"] = 16
+    config.unet_config["num_heads"] = -1
+    config.set_inference_dtype(dtype, None)
+    model = mb.BaseModel(config, model_type=mb.ModelType.EPS, device="cpu")
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.diffusion_model.parameters():
+            p.copy_((torch.randn(p.shape, generator=g) * 0.05).to(p.dtype))
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
+
+
+def test_bf16_model_roles_as_accurate_as_comfyui_own_bf16_lora(comfy, lora_dir):
+    """A bf16 model: the deltas run in the model's dtype; measured against the exact result (fp32
+    weights equal to the bf16 ones, LoRA fused in fp32), their error stays of the order of ComfyUI's
+    own error with the LoRA fused into bf16 weights."""
+    import comfy_support
+    roles = pack("nodes.roles")
+    base = _tiny_model_in(torch.bfloat16, seed=42)
+    exact_base = comfy_support.tiny_model("eps", seed=42)
+    exact_base.model.diffusion_model.load_state_dict(
+        {k: v.float() for k, v in base.model.diffusion_model.state_dict().items()})
+    sd = sd_lora(base, seed=43, tucker=False)
+    model, _, _ = build(comfy, base, save_lora(lora_dir, "bf16.safetensors", sd))
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(44)) * 3.0
+    pos, neg = comfy_support.cond(0), comfy_support.cond(1)
+    ours = evaluate(model, (roles.WEAK,), x, 3.0, pos, neg)[roles.WEAK]
+    comfy_bf16 = evaluate(fused(base, sd, WEAK_S), (None,), x, 3.0, pos, neg)[None]
+    exact = evaluate(fused(exact_base, sd, WEAK_S), (None,), x, 3.0, pos, neg)[None]
+    runtime = model.get_attachment(roles.PAIR_ATTACHMENT)["runtime"]
+    assert runtime.calls[roles.WEAK] == 1
+    assert rel_err(ours, exact, x, 3.0) <= 2.0 * rel_err(comfy_bf16, exact, x, 3.0) + 1e-3
+    assert rel_err(evaluate(base, (None,), x, 3.0, pos, neg)[None], exact, x, 3.0) > 5e-2
+
+
+def test_fallback_report_states_the_weight_copies_per_call(comfy, lora_dir):
+    """The weight-hook fallback swaps the hooked weights in and back out on every model call,
+    normal steps included (ComfyUI re-applies the conds' hooks before each call): the report says so."""
+    import comfy.patcher_extension
+    import comfy.sample
+    import comfy_support
+    base = comfy_support.tiny_model("eps", seed=45)
+    sd = sd_lora(base, seed=46, dora=2, tucker=False)
+    model, _, report = build(comfy, base, save_lora(lora_dir, "dora_calls.safetensors", sd))
+    applied = []
+    model.add_callback(comfy.patcher_extension.CallbacksMP.ON_APPLY_HOOKS, lambda p, h: applied.append(h))
+    latent = comfy_support.latent(1, 16)["samples"]
+    steps = 2                                     # one batched cond/uncond model call per step
+    comfy.sample.sample(model, comfy.sample.prepare_noise(latent, 1), steps, 5.0, "euler", "normal",
+                        comfy_support.cond(0), comfy_support.cond(1), latent, disable_pbar=True, seed=1)
+    assert len(applied) == 2 * steps
+    assert "two copies of them per model call, normal steps included" in report
