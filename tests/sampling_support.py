@@ -9,20 +9,7 @@ from __future__ import annotations
 
 import types
 
-import pytest
-
 ROLE_KEY = "w2sd_role"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: the machine's cores are shared, and oversubscribed threads make tiny
-    models 20-40x slower (spinning), which no test here needs."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def ksampler_reference(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import comfy_support as cs
-from sampling_support import assert_unchanged, instrument, one_thread, snapshot  # noqa: F401  (fixture)
+from sampling_support import assert_unchanged, instrument, snapshot
 
 pytestmark = pytest.mark.comfyui
 

@@ -23,17 +23,6 @@ pytestmark = pytest.mark.comfyui
 SIZE = 8  # 8x8 latents keep the 40-step runs cheap; the tiny UNet downsamples once
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: torch's intra-op threads only spin against the other
-    processes (measured 20 evaluations: 13 s CPU with 2 threads under load, 0.25 s with 1)."""
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def inversion(comfy):
     import comfy.utils
@@ -234,7 +223,6 @@ def test_schema(inversion):
 def test_flow_inversion_to_pure_noise_is_a_clear_error(inversion, models):
     """A flow model's top sigma is 1 (pure noise): a sampler started there with no added noise
     multiplies the latent by 1 - sigma = 0, so no LATENT can carry the result (it came out inf)."""
-    import torch
     sigmas = schedule(models["flow"], 4, "simple")
     assert float(sigmas[0]) == 1.0
     with pytest.raises(ValueError, match="flow model.*sigma 1"):

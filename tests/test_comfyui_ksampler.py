@@ -8,7 +8,7 @@ import torch
 
 import comfy_support as cs
 from sampling_support import (assert_unchanged, cfg_recorder, instrument, ksampler_reference,
-                              one_thread, snapshot)  # noqa: F401  (fixture)
+                              snapshot)
 
 pytestmark = pytest.mark.comfyui
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import comfy_support as cs
-from sampling_support import cfg_recorder, instrument, one_thread  # noqa: F401  (fixture)
+from sampling_support import cfg_recorder, instrument
 
 pytestmark = pytest.mark.comfyui
 

@@ -15,15 +15,6 @@ FINAL, STRONG_S, WEAK_S = 0.8, 1.5, -1.5
 
 # ---------------------------------------------------------------- fixtures and helpers
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The machine's 2 cores are shared: torch's default 2 threads spin against other processes and
-    # make these tiny models ~20x slower. One thread, restored afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def lora_dir(comfy, tmp_path_factory):

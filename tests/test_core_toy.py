@@ -15,15 +15,6 @@ from w2sd_core.toy import (DiscreteVPSchedule, GaussianMixture, gaussian_denoise
 VP = DiscreteVPSchedule()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors: extra threads only add contention on a shared machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_denoiser_is_tweedie_and_score_is_the_gradient_of_log_density():
     mix = GaussianMixture([0.2, 0.5, 0.3], [[0.0, 1.0], [2.0, -1.0], [-1.5, 0.5]],
                           [[0.3, 0.5], [0.4, 0.4], [0.2, 0.6]])
