@@ -247,6 +247,9 @@ def sample_w2sd(model, x, sigmas, extra_args=None, callback=None, disable=None, 
 
     noise_sampler = make_noise_sampler(inner_fn, inner_options, x, sigmas, extra_args.get("seed", None))
     progress = tqdm(total=steps, disable=disable)
+    # Multi-stage samplers (heun, dpm_2, dpmpp_sde, seeds_3...) evaluate more than once per step:
+    # count what the sampler really evaluates, so the reported cost is the run's true cost.
+    counted = _CountingModel(model)
 
     def run_span(x_, start, end):
         span_callback = None
@@ -255,21 +258,40 @@ def sample_w2sd(model, x, sigmas, extra_args=None, callback=None, disable=None, 
             span_callback = lambda d, offset=start: callback({**d, "i": d["i"] + offset})
         span = sigmas[start:end + 1]
         if needs_euler(inner_fn, start, end, steps):
-            out = k_sampling.sample_euler(model, x_, span, extra_args=dict(base_args),
+            out = k_sampling.sample_euler(counted, x_, span, extra_args=dict(base_args),
                                           callback=span_callback, disable=True)
         else:
             options = dict(inner_options)
             if noise_sampler is not None:
                 options["noise_sampler"] = noise_sampler
-            out = inner_fn(model, x_, span, extra_args=dict(base_args), callback=span_callback,
+            out = inner_fn(counted, x_, span, extra_args=dict(base_args), callback=span_callback,
                            disable=True, **options)
         progress.update(end - start)
         return out
 
     try:
-        return sample_with_reflection(x, sigmas, plan, reflect_at, run_span)
+        out = sample_with_reflection(x, sigmas, plan, reflect_at, run_span)
     finally:
         progress.close()
+    cost = run_cost(steps, cost.reflections, pair.cfg, pair.strong_cfg, pair.weak_cfg,
+                    sampler_evaluations=counted.calls)
+    report.update(cost=cost, summary=cost.summary())
+    return out
+
+
+class _CountingModel:
+    """The sampler's model with its calls counted; every attribute is the model's own."""
+
+    def __init__(self, model):
+        self._model = model
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self._model(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
 
 
 def _ranges(indices) -> str:

@@ -76,6 +76,20 @@ def test_cost_report_matches_the_model_calls_counted(comfy):
     assert [s for r, s in scales if r is None] == [5.0] * 6
 
 
+@pytest.mark.parametrize("sampler_name", ["heun", "dpmpp_sde"])
+def test_cost_report_counts_multi_stage_samplers_as_they_run(comfy, sampler_name):
+    """heun and dpmpp_sde evaluate the model twice per step: the report counts what ran, not one
+    evaluation per step."""
+    model, calls = instrument(cs.tiny_model("eps"))
+    result = _run(model, cs.latent(1, 8), steps=6, cfg=5.0, sampler_name=sampler_name,
+                  strong_cfg=5.5, weak_cfg=1.0, reflect_steps=3, reflect_end_percent=1.0)
+    text = result.ui.as_dict()["text"][0]
+    own = sum(1 for c in calls if c.role is None)
+    assert own > 6                                             # more than one per step
+    assert f"3 reflection(s), {len(calls)} model evaluations (plain {own})" in text
+    assert f"{own * 2 + 3 * (2 + 1)} model passes" in text
+
+
 @pytest.mark.parametrize("kind", ["eps", "v", "flow", "sdxl", "video"])
 def test_every_model_family_samples_with_reflection(comfy, kind):
     if kind == "video":

@@ -18,7 +18,7 @@ class RunCost:
     steps: int            # T: normal sampler steps (one evaluation each; multi-stage samplers
                           # such as heun or dpmpp_2s use more, which is the same for both runs)
     reflections: int      # reflected steps x repeats
-    evaluations: int      # T + 2 * reflections
+    evaluations: int      # T + 2 * reflections (T: the sampler's own evaluations)
     passes: int           # model passes of this run
     plain_passes: int     # model passes of the same sampler without W2SD
 
@@ -27,12 +27,17 @@ class RunCost:
         return self.passes / self.plain_passes if self.plain_passes else 1.0
 
     def summary(self) -> str:
+        plain = self.evaluations - 2 * self.reflections
         return (f"W2SD: {self.reflections} reflection(s), {self.evaluations} model evaluations "
-                f"(plain {self.steps}); {self.passes} model passes = {self.ratio:.2f}x a plain run")
+                f"(plain {plain}); {self.passes} model passes = {self.ratio:.2f}x a plain run")
 
 
-def run_cost(steps: int, reflections: int, cfg: float, strong_cfg: float, weak_cfg: float) -> RunCost:
-    plain = steps * passes_per_evaluation(cfg)
+def run_cost(steps: int, reflections: int, cfg: float, strong_cfg: float, weak_cfg: float,
+             sampler_evaluations: int | None = None) -> RunCost:
+    """``sampler_evaluations``: the sampler's own evaluations where they were counted (heun and
+    other multi-stage samplers take more than one per step); None = one per step."""
+    own = steps if sampler_evaluations is None else sampler_evaluations
+    plain = own * passes_per_evaluation(cfg)
     extra = reflections * (passes_per_evaluation(strong_cfg) + passes_per_evaluation(weak_cfg))
-    return RunCost(steps=steps, reflections=reflections, evaluations=steps + 2 * reflections,
+    return RunCost(steps=steps, reflections=reflections, evaluations=own + 2 * reflections,
                    passes=plain + extra, plain_passes=plain)
