@@ -123,6 +123,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                 weak_pair = {"positive": weak_raw[WEAK_POSITIVE], "negative": weak_raw[WEAK_NEGATIVE]}
                 if self._weak_patcher is not None:
                     self._drop_hooks(weak_pair)
+                    self._own_controls(weak_pair)
                 weak_latent = latent_image
                 if weak_latent is not None and torch.count_nonzero(weak_latent) > 0:
                     weak_latent = weak_base.process_latent_in(weak_latent)
@@ -155,6 +156,17 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                 dropped |= c.pop("hooks", None) is not None
         if dropped:
             log.warning("W2SD Guider: hooks on the weak conditioning are ignored for the weak checkpoint")
+
+    @staticmethod
+    def _own_controls(conds):
+        """A second checkpoint gets its own ControlNet objects. ComfyUI prepares a ControlNet for
+        the model it runs with (``pre_run``; a Control-LoRA even builds its control model from that
+        model's weights), so objects shared with the strong conds would end up prepared for only
+        one of the two models. Copies share the loaded control weights."""
+        for key in conds:
+            for c in conds[key]:
+                if c.get("control") is not None:
+                    c["control"] = _copy_control_chain(c["control"])
 
     @staticmethod
     def _model_options_of(patcher) -> dict:
@@ -192,6 +204,14 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         return comfy.samplers.sampling_function(model, x, timestep, conds.get("negative", None),
                                                 conds.get("positive", None), cfg,
                                                 model_options=model_options, seed=seed)
+
+
+def _copy_control_chain(control):
+    """``control.copy()`` copies one ControlNet, not the ones stacked under it."""
+    copy = control.copy()
+    if control.previous_controlnet is not None:
+        copy.set_previous_controlnet(_copy_control_chain(control.previous_controlnet))
+    return copy
 
 
 def make_guider(model, positive, negative, cfg, weak_model=None, weak_positive=None,

@@ -108,6 +108,35 @@ def test_controlnet_stays_with_the_strong_conditioning(comfy):
     assert [c.has_control for c in calls if c.role == "reflect_weak"] == [False] * 2
 
 
+def test_a_second_checkpoint_gets_controlnets_prepared_for_itself(comfy):
+    """The same ControlNet on both sides (no weak conditioning given) with two checkpoints: the weak
+    calls must use a ControlNet prepared (pre_run) for the weak model, stacked ControlNets included,
+    not the strong side's objects prepared for the strong model."""
+    strong = cs.tiny_model("eps", seed=0)
+    seen = []
+
+    def check_controls(args):
+        def chain(control):
+            return [control] + (chain(control.previous_controlnet) if control.previous_controlnet else [])
+        weak_chain = chain(guider.weak_conds["positive"][0]["control"])
+        strong_chain = chain(guider.conds["positive"][0]["control"])
+        seen.append((len(weak_chain) == len(strong_chain) == 2,
+                     all(w is not s for w, s in zip(weak_chain, strong_chain)),
+                     all(w.model_sampling_current is weak.model.model_sampling for w in weak_chain),
+                     all(s.model_sampling_current is strong.model.model_sampling for s in strong_chain)))
+
+    weak, weak_calls = instrument(cs.tiny_model("eps", seed=1), on_call=check_controls)
+    control = _tiny_controlnet(strong)
+    control.set_previous_controlnet(_tiny_controlnet(strong))
+    positive = [[t, {**extras, "control": control}] for t, extras in cs.cond(0)]
+    guider = cs.node_class("W2SDGuider").execute(strong, positive, cs.cond(1), 5.0, weak_model=weak).args[0]
+    out = _sample(guider, _w2sd(reflect_steps=2))
+    assert torch.isfinite(out).all()
+    # the positive carries the ControlNets, the negative none: two calls per weak evaluation
+    assert [c.has_control for c in weak_calls] == [True, False] * 2
+    assert seen == [(True, True, True, True)] * 4
+
+
 def test_two_checkpoints_load_together_and_weak_calls_run_on_the_weak_model(comfy, monkeypatch):
     import comfy.model_management as mm
     strong, strong_calls = instrument(cs.tiny_model("eps", seed=0))
