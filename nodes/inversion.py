@@ -28,6 +28,7 @@ from comfy_api.latest import io
 
 from ..w2sd_core import invert
 from .pairs import is_flow
+from .sampler import CATEGORY
 
 INVERSION_MODES = ("next", "current")
 
@@ -93,7 +94,7 @@ class W2SDInversionStep(io.ComfyNode):
         return io.Schema(
             node_id="W2SDInversionStep",
             display_name="W2SD Inversion Step",
-            category="sampling/w2sd",
+            category=CATEGORY,
             description=(
                 "Deterministic inversion (DDIM / flow-Euler inversion) of a latent from the lowest to "
                 "the highest sigma of a schedule segment, with the model's own predictions. Re-sampling "

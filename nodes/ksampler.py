@@ -18,10 +18,11 @@ import comfy.utils
 import latent_preview
 from comfy_api.latest import io, ui
 
-from . import compat, pairs
+from . import compat
 from .guider import make_guider
 from .sampler import (CATEGORY, DEFAULT_END_PERCENT, DEFAULT_REFLECT_STEPS, DEFAULT_REPEATS,
-                      DEFAULT_INVERSION, cfg_pair_inputs, make_plan, plan_inputs, wrap_sampler)
+                      DEFAULT_INVERSION, cfg_pair_inputs, check_inversion, make_plan, plan_inputs,
+                      wrap_sampler)
 
 log = logging.getLogger("w2sd")
 
@@ -74,11 +75,6 @@ class W2SDReflectiveKSampler(io.ComfyNode):
                 weak_cfg=-1.0, reflect_steps=DEFAULT_REFLECT_STEPS, reflect_end_percent=DEFAULT_END_PERCENT,
                 repeats=DEFAULT_REPEATS, inversion=DEFAULT_INVERSION) -> io.NodeOutput:
         compat.require()
-        if (inversion == "official" and reflect_steps != 0
-                and pairs.is_flow(model.get_model_object("model_sampling"))):
-            raise ValueError("W2SD: inversion 'official' reproduces the authors' DDIM code, derived for "
-                             "eps-type (variance-preserving) models; this is a flow (CONST) model. Use "
-                             "'next' or 'current'.")
         # From here on: ComfyUI's common_ksampler / comfy.sample.sample, step by step.
         latent = latent_image
         samples_in = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
@@ -93,8 +89,11 @@ class W2SDReflectiveKSampler(io.ComfyNode):
                                            model_options=model.model_options)
         sampler = wrap_sampler(comfy.samplers.sampler_object(ksampler.sampler), reflect_steps=reflect_steps,
                                end_percent=reflect_end_percent, repeats=repeats, inversion=inversion)
-        plan = make_plan(reflect_steps, repeats, reflect_end_percent, model.get_model_object("model_sampling"))
-        if not plan.reflected_steps(ksampler.sigmas):
+        model_sampling = model.get_model_object("model_sampling")
+        plan = make_plan(reflect_steps, repeats, reflect_end_percent, model_sampling)
+        if plan.reflected_steps(ksampler.sigmas):
+            check_inversion(inversion, model_sampling)   # before any model is loaded
+        else:
             # Nothing gets reflected (e.g. reflect_steps 0 for an A/B run): a second checkpoint
             # would be loaded for nothing.
             weak_model = None

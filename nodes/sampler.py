@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -61,12 +60,18 @@ TIP_WEAK_CFG = ("CFG of the weak reflection pass. -1 = the sampling cfg. Z-Sampl
 
 def make_plan(reflect_steps: int, repeats: int, end_percent: float, model_sampling) -> ReflectionPlan:
     """A ReflectionPlan from the node inputs; the percent window becomes a sigma window of this model."""
-    sigma_min = None
-    if end_percent <= 0.0:
-        sigma_min = math.inf   # "reflect while above 0 % of the denoising": never
-    elif end_percent < 1.0:
-        sigma_min = float(model_sampling.percent_to_sigma(end_percent))
-    return ReflectionPlan(steps=int(reflect_steps), repeats=int(repeats), sigma_min=sigma_min)
+    to_sigma = model_sampling.percent_to_sigma if model_sampling is not None else None
+    return ReflectionPlan.until_percent(float(end_percent), to_sigma, steps=int(reflect_steps),
+                                        repeats=int(repeats))
+
+
+def check_inversion(inversion: str, model_sampling) -> None:
+    """``official`` is the authors' DDIM code in sigma space, derived for eps-type (variance-
+    preserving) models; it has no meaning for flow models."""
+    if inversion == "official" and pairs.is_flow(model_sampling):
+        raise ValueError("W2SD: inversion 'official' reproduces the authors' DDIM code, derived for "
+                         "eps-type (variance-preserving) models; this is a flow (CONST) model. Use "
+                         "'next' or 'current'.")
 
 
 @dataclass
@@ -202,10 +207,8 @@ def sample_w2sd(model, x, sigmas, extra_args=None, callback=None, disable=None, 
         log.warning("W2SD: %s: sampling without reflection, no extra model evaluations. Give a "
                     "weak_model, weak conditioning or different strong_cfg / weak_cfg.", report["skipped"])
         reflected = []
-    if reflected and w2sd.inversion == "official" and pairs.is_flow(model_sampling):
-        raise ValueError("W2SD: inversion 'official' reproduces the authors' DDIM code, derived for "
-                         "eps-type (variance-preserving) models; this is a flow (CONST) model. Use "
-                         "'next' or 'current'.")
+    if reflected:
+        check_inversion(w2sd.inversion, model_sampling)
     cost = run_cost(steps, len(reflected) * plan.repeats, pair.cfg, pair.strong_cfg, pair.weak_cfg)
     report.update(reflected_steps=reflected, reflections=cost.reflections, cost=cost,
                   summary=cost.summary())

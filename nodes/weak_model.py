@@ -39,6 +39,7 @@ from ..w2sd_core.lora_delta import (BiasTerm, ConvGeometry, DenseTerm, LayerDelt
                                     LoraTerm)
 from . import pairs
 from .roles import PAIR_ATTACHMENT, STRONG, WEAK, role_of
+from .sampler import CATEGORY
 
 log = logging.getLogger("w2sd")
 
@@ -592,7 +593,7 @@ class W2SDWeakModelBuilder(io.ComfyNode):
         return io.Schema(
             node_id="W2SDWeakModelBuilder",
             display_name="W2SD Weak Model Builder",
-            category="sampling/w2sd",
+            category=CATEGORY,
             description=(
                 "Builds the weak/strong pair for W2SD reflection. LoRA mode: fuses the LoRA into the model at "
                 "final_strength and adds the strong/weak strength differences only on reflection passes, in "

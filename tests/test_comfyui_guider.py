@@ -245,10 +245,9 @@ def test_user_models_are_left_untouched_and_runs_repeat(comfy):
 def test_a_plain_sampler_reflects_with_the_default_plan(comfy):
     import comfy.samplers
     model, calls = instrument(cs.tiny_model("eps"), analytic=True)
-    from w2sd_core import DEFAULT_END_PERCENT, DEFAULT_PLAN, ReflectionPlan
+    from w2sd_core import default_plan
     _sample(_guider(model, strong_cfg=5.5, weak_cfg=1.0), comfy.samplers.sampler_object("euler"), steps=4)
-    sigma_min = model.get_model_object("model_sampling").percent_to_sigma(DEFAULT_END_PERCENT)
-    default = ReflectionPlan(steps=DEFAULT_PLAN.steps, repeats=DEFAULT_PLAN.repeats, sigma_min=sigma_min)
+    default = default_plan(model.get_model_object("model_sampling").percent_to_sigma)
     expected = len(default.reflected_steps(_sigmas(model, 4))) * default.repeats
     roles = [c.role for c in calls]
     assert expected > 0

@@ -85,3 +85,13 @@ def test_plans_are_frozen_values():
     with pytest.raises(Exception):
         plan.steps = 5
     assert plan == ReflectionPlan(steps=4) and hash(plan) == hash(ReflectionPlan(steps=4))
+
+
+def test_until_percent_turns_the_end_percent_into_a_sigma_window():
+    sigmas = torch.tensor([8.0, 4.0, 2.0, 1.0, 0.5, 0.0])
+    to_sigma = lambda p: 8.0 * (1.0 - p)          # noqa: E731  (a linear schedule: 50 % -> sigma 4)
+    assert ReflectionPlan.until_percent(1.0, to_sigma).reflected_steps(sigmas) == [0, 1, 2, 3]
+    assert ReflectionPlan.until_percent(0.5, to_sigma).reflected_steps(sigmas) == [0, 1]
+    assert ReflectionPlan.until_percent(0.0, to_sigma).reflected_steps(sigmas) == []
+    plan = ReflectionPlan.until_percent(0.5, to_sigma, steps=1, repeats=3)
+    assert plan.reflected_steps(sigmas) == [0] and plan.repeats == 3

@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from w2sd_core import DEFAULT_INVERSION, DEFAULT_PLAN, ReflectionPlan, sample_euler, sample_euler_plain
-from w2sd_core.sampling import DEFAULT_END_PERCENT
+from w2sd_core import DEFAULT_INVERSION, default_plan, sample_euler, sample_euler_plain
 from w2sd_core.toy import (DiscreteVPSchedule, GaussianMixture, gaussian_denoiser, mmd2, mode_kl,
                            mode_weights, ring_mixture, toy_problem)
 
@@ -124,13 +123,6 @@ def test_vp_schedule_matches_sd1_numbers():
 
 # -- the method's claim on the toy (statistical, fixed seeds) ---------------------------------
 
-def default_plan(sigmas):
-    """What the nodes do with their defaults: DEFAULT_PLAN plus reflect_end_percent as a sigma."""
-    sigma_min = None if DEFAULT_END_PERCENT >= 1.0 else VP.percent_to_sigma(DEFAULT_END_PERCENT)
-    return ReflectionPlan(steps=DEFAULT_PLAN.steps, repeats=DEFAULT_PLAN.repeats,
-                          sigma_max=DEFAULT_PLAN.sigma_max, sigma_min=sigma_min)
-
-
 @pytest.mark.parametrize("steps", [20, 50])
 def test_w2sd_with_defaults_beats_strong_only_even_at_equal_evaluations(steps):
     p = toy_problem()
@@ -138,7 +130,7 @@ def test_w2sd_with_defaults_beats_strong_only_even_at_equal_evaluations(steps):
     ref = p.ideal.sample(3000, torch.Generator().manual_seed(100))
     noise = torch.randn(n, 2, generator=torch.Generator().manual_seed(7))
     sigmas = VP.normal(steps)
-    plan = default_plan(sigmas)
+    plan = default_plan(VP.percent_to_sigma)
     evals = steps + plan.extra_evaluations(sigmas)
     equal = VP.normal(evals)
 

@@ -7,12 +7,12 @@ k-diffusion convention (``x = x0 + sigma * eps`` for eps-family models, ``sigma`
 from .plan import NO_REFLECTION, ReflectionPlan
 from .reflection import INVERSIONS, euler_step, inversion_step, reflect, sigma_batch
 from .cost import RunCost, passes_per_evaluation, run_cost
-from .sampling import (DEFAULT_END_PERCENT, DEFAULT_INVERSION, DEFAULT_PLAN, invert, sample_euler,
+from .sampling import (DEFAULT_END_PERCENT, DEFAULT_INVERSION, DEFAULT_PLAN, default_plan, invert, sample_euler,
                        sample_euler_plain, sample_with_reflection, sigma_after)
 
 __all__ = [
     "DEFAULT_END_PERCENT", "DEFAULT_INVERSION", "DEFAULT_PLAN", "INVERSIONS", "NO_REFLECTION",
-    "ReflectionPlan", "RunCost", "euler_step", "invert", "inversion_step", "reflect", "sample_euler", "sample_euler_plain",
+    "ReflectionPlan", "RunCost", "default_plan", "euler_step", "invert", "inversion_step", "reflect", "sample_euler", "sample_euler_plain",
     "passes_per_evaluation", "run_cost", "sample_with_reflection", "sigma_after", "sigma_batch",
 ]
 __version__ = "0.1.0"

@@ -23,18 +23,10 @@ from typing import Optional
 import torch
 
 from .plan import ReflectionPlan
-from .sampling import DEFAULT_END_PERCENT, DEFAULT_INVERSION, DEFAULT_PLAN, sample_euler, sample_euler_plain
+from .sampling import DEFAULT_END_PERCENT, DEFAULT_INVERSION, default_plan, sample_euler, sample_euler_plain
 from .toy import DiscreteVPSchedule, mmd2, mode_kl, mode_weights, toy_problem
 
 BANDWIDTH = 0.5   # RBF kernel bandwidth of the MMD (the toy's modes are 0.15 wide, 1.15 apart)
-
-
-def default_plan(schedule: DiscreteVPSchedule) -> ReflectionPlan:
-    """DEFAULT_PLAN with the nodes' default ``reflect_end_percent`` turned into a sigma, as the
-    nodes do it with the model's ``percent_to_sigma``."""
-    sigma_min = None if DEFAULT_END_PERCENT >= 1.0 else schedule.percent_to_sigma(DEFAULT_END_PERCENT)
-    return ReflectionPlan(steps=DEFAULT_PLAN.steps, repeats=DEFAULT_PLAN.repeats,
-                          sigma_max=DEFAULT_PLAN.sigma_max, sigma_min=sigma_min)
 
 
 def run_demo(out_dir="demo_out", seed: int = 0, *, steps: int = 20, points: int = 3000,
@@ -50,7 +42,7 @@ def run_demo(out_dir="demo_out", seed: int = 0, *, steps: int = 20, points: int 
         problem = toy_problem()
         vp = DiscreteVPSchedule()
         sigmas = vp.normal(steps)
-        plan = default_plan(vp)
+        plan = default_plan(vp.percent_to_sigma)
         reflections = plan.repeats * len(plan.reflected_steps(sigmas))
         evals = steps + 2 * reflections
         full = ReflectionPlan(steps=-1)

@@ -103,8 +103,7 @@ class Bench:
                             inversion=inversion)
 
     def plan(self, steps: int, lam: int, end_percent: float, repeats: int) -> ReflectionPlan:
-        sigma_min = None if end_percent >= 1.0 else self.percent_to_sigma(end_percent)
-        return ReflectionPlan(steps=lam, repeats=repeats, sigma_min=sigma_min)
+        return ReflectionPlan.until_percent(end_percent, self.percent_to_sigma, steps=lam, repeats=repeats)
 
 
 def _drift(x, base) -> float:

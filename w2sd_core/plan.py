@@ -1,6 +1,7 @@
 """Which steps of a schedule get reflected."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -32,6 +33,20 @@ class ReflectionPlan:
             raise ValueError(f"repeats must be at least 1, got {self.repeats}")
         if self.sigma_max is not None and self.sigma_min is not None and self.sigma_min > self.sigma_max:
             raise ValueError(f"empty sigma window: sigma_min {self.sigma_min} > sigma_max {self.sigma_max}")
+
+    @classmethod
+    def until_percent(cls, end_percent: float, percent_to_sigma, *, steps: int = -1,
+                      repeats: int = 1) -> "ReflectionPlan":
+        """A plan that reflects only while the schedule is above ``end_percent`` of the denoising
+        (0 = start, 1 = end: no limit), turned into a sigma with the model's ``percent_to_sigma``.
+        Unlike a step count, that point stays put under ``denoise < 1`` and split sigmas."""
+        if end_percent >= 1.0:
+            sigma_min = None
+        elif end_percent <= 0.0:
+            sigma_min = math.inf       # "reflect while above 0 % of the denoising": never
+        else:
+            sigma_min = float(percent_to_sigma(end_percent))
+        return cls(steps=steps, repeats=repeats, sigma_min=sigma_min)
 
     def reflect_mask(self, sigmas: Sequence[float] | torch.Tensor) -> list[bool]:
         """One flag per step of ``sigmas`` (``len(sigmas) - 1`` steps)."""

@@ -24,6 +24,14 @@ DEFAULT_INVERSION = "next"
 #: A sigma window depends on the model's sigma range, so it cannot live in DEFAULT_PLAN itself.
 DEFAULT_END_PERCENT = 0.8
 
+
+
+def default_plan(percent_to_sigma) -> ReflectionPlan:
+    """DEFAULT_PLAN with the DEFAULT_END_PERCENT window, for a model's ``percent_to_sigma``."""
+    return ReflectionPlan.until_percent(DEFAULT_END_PERCENT, percent_to_sigma,
+                                        steps=DEFAULT_PLAN.steps, repeats=DEFAULT_PLAN.repeats)
+
+
 #: ``run_span(x, start, end)`` advances ``x`` from ``sigmas[start]`` to ``sigmas[end]`` with the
 #: inner sampler; ``reflect_at(x, i)`` returns ``x`` reflected at step ``i``.
 RunSpan = Callable[[torch.Tensor, int, int], torch.Tensor]
