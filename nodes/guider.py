@@ -108,7 +108,8 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                               disable_pbar, seed)
 
     def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback,
-                     disable_pbar, seed):
+                     disable_pbar, seed, **kwargs):
+        # kwargs: what the running ComfyUI adds (latent_shapes since late 2025), passed on as is.
         # The weak conds are processed on their own, as a positive/negative pair of their own:
         # processing them together with the strong ones would let ComfyUI copy the strong
         # ControlNet (legacy Apply ControlNet sets control_apply_to_uncond) and the strong area
@@ -118,6 +119,10 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         if self.weak_relation == pairs.SEPARATE:
             self._weak_patcher = self.model_patcher.get_additional_models_with_key(WEAK_MODEL_KEY)[0]
         weak_base = self._weak_patcher.model if self._weak_patcher is not None else self.inner_model
+        if self._weak_patcher is not None and "latent_shapes" in kwargs:
+            # Newer ComfyUIs tell the sampling model the shapes of packed latents; the second
+            # checkpoint samples the same latents.
+            weak_base.latent_shapes = kwargs["latent_shapes"]
         try:
             if weak_raw:
                 weak_pair = {"positive": weak_raw[WEAK_POSITIVE], "negative": weak_raw[WEAK_NEGATIVE]}
@@ -128,14 +133,15 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                 if weak_latent is not None and torch.count_nonzero(weak_latent) > 0:
                     weak_latent = weak_base.process_latent_in(weak_latent)
                 self.weak_conds = comfy.samplers.process_conds(weak_base, noise, weak_pair, device,
-                                                               weak_latent, denoise_mask, seed)
+                                                               weak_latent, denoise_mask, seed,
+                                                               **compat.process_conds_kwargs(kwargs))
             if self._weak_patcher is not None:
                 self._weak_options = self._model_options_of(self._weak_patcher)
                 self._weak_patcher.pre_run()
             elif self._options_model is not None:
                 self._weak_options = self._model_options_of(self._options_model)
             return super().inner_sample(noise, latent_image, device, sampler, sigmas, denoise_mask,
-                                        callback, disable_pbar, seed)
+                                        callback, disable_pbar, seed, **kwargs)
         finally:
             if self._weak_patcher is not None:
                 self._weak_patcher.cleanup()

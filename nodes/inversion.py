@@ -27,6 +27,7 @@ import latent_preview
 from comfy_api.latest import io
 
 from ..w2sd_core import invert
+from . import compat
 from .pairs import is_flow
 from .sampler import CATEGORY
 
@@ -137,6 +138,7 @@ class W2SDInversionStep(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, latent, sigmas, inversion="next") -> io.NodeOutput:
+        compat.require()
         sigmas = ascending_sigmas(sigmas)
         if is_flow(model.get_model_object("model_sampling")) and float(sigmas[-1]) >= 1.0:
             # The result would be x / (1 - sigma) = inf, and a sampler started at sigma 1 with no
@@ -149,15 +151,14 @@ class W2SDInversionStep(io.ComfyNode):
                 f"its low_sigmas) and start the re-sampling at that step.")
         sampler = inversion_sampler(inversion)
 
-        latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+        latent_image = compat.ksampler_latent(model, latent)
         noise_mask = latent.get("noise_mask")
         guider = comfy.samplers.CFGGuider(model)
         guider.set_conds(positive, negative)
         guider.set_cfg(cfg)
         # Zero noise: KSAMPLER's noise scaling at the segment's lowest sigma then only maps the latent
         # into sampler space (and the inpaint wrapper keeps unmasked regions on the input latent).
-        noise = torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout,
-                            device="cpu")
+        noise = compat.empty_noise(latent_image)
         steps = len(sigmas) - 1
         callback = latent_preview.prepare_callback(model, steps)
         samples = guider.sample(noise, latent_image, sampler, sigmas, denoise_mask=noise_mask,
@@ -171,6 +172,4 @@ class W2SDInversionStep(io.ComfyNode):
             # inverse_noise_scaling divides by (1 - sigma) for flow models.
             mask = comfy.sampler_helpers.prepare_mask(noise_mask, samples.shape, samples.device)
             samples = samples * mask + latent_image.to(samples) * (1.0 - mask)
-        out = latent.copy()
-        out["samples"] = samples
-        return io.NodeOutput(out)
+        return io.NodeOutput(compat.ksampler_output(latent, samples))

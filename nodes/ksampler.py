@@ -1,7 +1,7 @@
 """W2SD Reflective KSampler: KSampler's inputs and semantics, plus the weak side and the plan.
 
-It does what ComfyUI's KSampler does (common_ksampler -> comfy.sample.sample -> KSampler.sample ->
-CFGGuider.sample): same empty-latent channel fix, same seeded noise with batch_index, same noise
+It does what the running ComfyUI's KSampler does (common_ksampler -> comfy.sample.sample ->
+KSampler.sample -> CFGGuider.sample; nodes/compat.py follows its release): same empty-latent fix, same seeded noise with batch_index, same noise
 mask, same schedule for denoise < 1, same previews, same output dict. The only changes are the
 guider (W2SD Guider) and the sampler (the named sampler wrapped by W2SD Sampler), so with
 reflect_steps = 0, or when nothing differs between the weak and the strong side, the result is
@@ -77,7 +77,7 @@ class W2SDReflectiveKSampler(io.ComfyNode):
         compat.require()
         # From here on: ComfyUI's common_ksampler / comfy.sample.sample, step by step.
         latent = latent_image
-        samples_in = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+        samples_in = compat.ksampler_latent(model, latent)
         noise = comfy.sample.prepare_noise(samples_in, seed, latent.get("batch_index", None))
         noise_mask = latent.get("noise_mask", None)
         x0_output = {}
@@ -103,9 +103,7 @@ class W2SDReflectiveKSampler(io.ComfyNode):
                                 callback=callback, disable_pbar=disable_pbar, seed=seed)
         samples = samples.to(comfy.model_management.intermediate_device())
 
-        out = latent.copy()
-        out["samples"] = samples
-        return io.NodeOutput(out, ui=ui.PreviewText(report_text(sampler.w2sd.report)))
+        return io.NodeOutput(compat.ksampler_output(latent, samples), ui=ui.PreviewText(report_text(sampler.w2sd.report)))
 
 
 def report_text(report: dict) -> str:

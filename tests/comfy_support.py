@@ -139,7 +139,12 @@ def tiny_flux_model(seed: int = 0):
     import comfy.model_base as mb
     import comfy.supported_models as sm
 
-    config = sm.Flux(dict(TINY_FLUX))
+    import dataclasses
+    import comfy.ldm.flux.model as flux
+    unet = dict(TINY_FLUX)
+    if "txt_ids_dims" in {f.name for f in dataclasses.fields(flux.FluxParams)}:
+        unet["txt_ids_dims"] = []        # required since ComfyUI 0.8 (Flux 1: no text position ids)
+    config = sm.Flux(unet)
     model = mb.Flux(config, device="cpu")
     return _patcher(model, seed)
 
