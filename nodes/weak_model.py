@@ -37,7 +37,7 @@ from comfy_api.latest import io
 
 from ..w2sd_core.lora_delta import (BiasTerm, ConvGeometry, DenseTerm, LayerDelta, LinearGeometry,
                                     LoraTerm)
-from . import pairs
+from . import compat, pairs
 from .roles import PAIR_ATTACHMENT, STRONG, WEAK, role_of
 from .sampler import CATEGORY
 
@@ -472,6 +472,27 @@ def _mb(n: int) -> str:
     return f"{n / 2**20:.1f} MB"
 
 
+def _static_patcher(model, analysis: LoraAnalysis):
+    """Weight hooks need a patcher that owns its weights. A dynamic-VRAM patcher (ComfyUI 2026)
+    streams them and raises "Hooks not implemented", so use its non-dynamic delegate, as ComfyUI's
+    own guider does for hooked conds (it loads a second, static copy of the model)."""
+    if not compat.is_dynamic(model):
+        return model
+    kinds = ", ".join(sorted(analysis.fallback_kinds))
+    try:
+        static = compat.non_dynamic(model)
+    except RuntimeError as e:
+        raise ValueError(
+            f"W2SD Weak Model Builder: this LoRA has patches that are not linear in the strength "
+            f"({kinds}); they need ComfyUI weight hooks, which dynamic VRAM does not implement, and "
+            f"this model cannot be reloaded without it ({e}). Start ComfyUI with "
+            f"--disable-dynamic-vram, or use a plain LoRA/LoCon for the pair.") from e
+    log.warning("W2SD Weak Model Builder: %s patches need weight hooks; dynamic VRAM has none, so "
+                "the pair uses a static copy of the model (more memory; --disable-dynamic-vram "
+                "avoids the copy)", kinds)
+    return static
+
+
 def build_lora_pair(model, lora_sd: dict, lora_name: str, final_strength: float, strong_strength: float,
                     weak_strength: float):
     """The LoRA-delta pair: returns (model, report lines, pair attachment)."""
@@ -492,7 +513,7 @@ def build_lora_pair(model, lora_sd: dict, lora_name: str, final_strength: float,
         warnings.append(f"{len(analysis.skipped)} patches skipped (their shapes do not fit this model): "
                         + "; ".join(f"{k}: {why}" for k, why in analysis.skipped[:3]))
 
-    out = model.clone()
+    out = (_static_patcher(model, analysis) if analysis.fallback else model).clone()
     key = f"{KEY_PREFIX}:{uuid.uuid4().hex[:8]}"
     role_delta = {STRONG: strong_strength - final_strength, WEAK: weak_strength - final_strength}
     if analysis.fused:
