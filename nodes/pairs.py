@@ -22,14 +22,22 @@ SAME = "same"            # nothing to do: the weak side is the strong model itse
 OPTIONS = "options"      # the strong model's own weights with other model options (attention patches...)
 SEPARATE = "separate"    # other weights (a second checkpoint): loaded beside the strong one
 
-_PREDICTIONS = (
-    (comfy.model_sampling.CONST, "flow (CONST)"),
-    (comfy.model_sampling.IMG_TO_IMG, "img2img"),
-    (comfy.model_sampling.X0, "x0"),
-    (comfy.model_sampling.EDM, "EDM"),
-    (comfy.model_sampling.V_PREDICTION, "v-prediction"),
-    (comfy.model_sampling.EPS, "eps"),
-)
+def _classes(*names):
+    """The model-sampling classes of this ComfyUI among ``names`` (releases add and keep them)."""
+    return tuple(getattr(comfy.model_sampling, n) for n in names if hasattr(comfy.model_sampling, n))
+
+
+#: Most specific first: isinstance picks the first match.
+_PREDICTIONS = tuple((cls, label) for names, label in (
+    (("IMG_TO_IMG_FLOW",), "flow img2img"), (("IMG_TO_IMG_VELOCITY",), "flow img2img (velocity)"),
+    (("CONST",), "flow (CONST)"), (("COSMOS_RFLOW",), "Cosmos rectified flow"),
+    (("V_PREDICTION_DDPM",), "v-prediction (DDPM)"), (("IMG_TO_IMG",), "img2img"), (("X0",), "x0"),
+    (("EDM",), "EDM"), (("V_PREDICTION",), "v-prediction"), (("EPS",), "eps"),
+) for cls in _classes(*names))
+
+#: Sampler space x = x0 + sigma * noise (ComfyUI's noise_scaling for these): denoisers of the
+#: eps family and Cosmos' rectified flow are comparable at equal sigma.
+_VARIANCE_EXPLODING = _classes("EPS", "COSMOS_RFLOW")
 
 
 def prediction_name(model_sampling) -> str:
@@ -41,6 +49,20 @@ def prediction_name(model_sampling) -> str:
 
 def is_flow(model_sampling) -> bool:
     return isinstance(model_sampling, comfy.model_sampling.CONST)
+
+
+def is_eps_family(model_sampling) -> bool:
+    """eps, v, EDM, x0, img2img: what the authors' DDIM code (inversion 'official') is derived for."""
+    return isinstance(model_sampling, comfy.model_sampling.EPS)
+
+
+def family(model_sampling) -> str:
+    """Which sampler space a model samples in: pairs must share it."""
+    if is_flow(model_sampling):
+        return "flow"
+    if isinstance(model_sampling, _VARIANCE_EXPLODING):
+        return "x0 + sigma * noise"
+    return prediction_name(model_sampling)     # unknown to W2SD: only its own kind pairs with it
 
 
 def validate_pair(strong, weak) -> None:
@@ -61,10 +83,10 @@ def validate_pair(strong, weak) -> None:
                         f"weak is {type(weak_format).__name__}")
     strong_ms = strong.get_model_object("model_sampling")
     weak_ms = weak.get_model_object("model_sampling")
-    if is_flow(strong_ms) != is_flow(weak_ms):
+    if family(strong_ms) != family(weak_ms):
         problems.append(f"model type: strong is {prediction_name(strong_ms)}, weak is "
-                        f"{prediction_name(weak_ms)} (a flow and a non-flow model do not share a "
-                        f"noise schedule)")
+                        f"{prediction_name(weak_ms)} (they do not sample in one latent space: "
+                        f"{family(strong_ms)} vs {family(weak_ms)})")
     elif not is_flow(strong_ms):
         s_range = (float(strong_ms.sigma_min), float(strong_ms.sigma_max))
         w_range = (float(weak_ms.sigma_min), float(weak_ms.sigma_max))

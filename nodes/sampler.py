@@ -16,7 +16,6 @@ function runs once on the whole schedule with the untouched arguments: bit for b
 """
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass, field
 
@@ -26,12 +25,12 @@ from tqdm.auto import tqdm
 import comfy.k_diffusion.sampling as k_sampling
 import comfy.model_management
 import comfy.samplers
-from comfy.extra_samplers import uni_pc
 from comfy_api.latest import io
 
 from ..w2sd_core import (DEFAULT_END_PERCENT, DEFAULT_INVERSION, DEFAULT_PLAN, INVERSIONS,
                          ReflectionPlan, reflect, run_cost, sample_with_reflection, sigma_after)
 from . import compat, pairs, roles
+from .slicing import make_noise_sampler, needs_euler
 
 log = logging.getLogger("w2sd")
 
@@ -67,11 +66,11 @@ def make_plan(reflect_steps: int, repeats: int, end_percent: float, model_sampli
 
 def check_inversion(inversion: str, model_sampling) -> None:
     """``official`` is the authors' DDIM code in sigma space, derived for eps-type (variance-
-    preserving) models; it has no meaning for flow models."""
-    if inversion == "official" and pairs.is_flow(model_sampling):
-        raise ValueError("W2SD: inversion 'official' reproduces the authors' DDIM code, derived for "
-                         "eps-type (variance-preserving) models; this is a flow (CONST) model. Use "
-                         "'next' or 'current'.")
+    preserving) models; it has no meaning for flow or other model types."""
+    if inversion == "official" and not pairs.is_eps_family(model_sampling):
+        raise ValueError(f"W2SD: inversion 'official' reproduces the authors' DDIM code, derived for "
+                         f"eps-type (variance-preserving) models; this is a "
+                         f"{pairs.prediction_name(model_sampling)} model. Use 'next' or 'current'.")
 
 
 @dataclass
@@ -118,70 +117,6 @@ def wrap_sampler(sampler, **settings) -> W2SDKSampler:
     settings = W2SDSettings(inner=sampler, **settings)
     make_plan(settings.reflect_steps, settings.repeats, 1.0, None)  # validates λ and repeats now
     return W2SDKSampler(settings)
-
-
-# ---------------------------------------------------------------- noise for sliced samplers
-def _unwrap(fn):
-    try:
-        return inspect.unwrap(fn)
-    except ValueError:
-        return fn
-
-
-#: Samplers whose own noise source is a Brownian tree over the schedule (value: tree on the CPU).
-_BROWNIAN = {}
-for _name, _cpu in (("sample_dpmpp_sde", True), ("sample_dpmpp_2m_sde", True),
-                    ("sample_dpmpp_2m_sde_heun", True), ("sample_dpmpp_3m_sde", True),
-                    ("sample_dpmpp_sde_gpu", False), ("sample_dpmpp_2m_sde_gpu", False),
-                    ("sample_dpmpp_2m_sde_heun_gpu", False), ("sample_dpmpp_3m_sde_gpu", False)):
-    if hasattr(k_sampling, _name):
-        _BROWNIAN[_unwrap(getattr(k_sampling, _name))] = _cpu
-
-#: Samplers that cannot run some spans on their own. UniPC only evaluates at its first step and
-#: moves on the next, so a one-step call returns its input. SA-Solver returns its corrected state,
-#: one step behind its prediction, so a call that ends above sigma 0 returns the latent one step
-#: short. Such spans run Euler (= DDIM) steps instead, at the same cost; the rest of the schedule
-#: (after the last reflection) still runs with the sampler itself.
-_NO_SINGLE_STEP = {_unwrap(uni_pc.sample_unipc), _unwrap(uni_pc.sample_unipc_bh2)}
-_NO_OPEN_END = {_unwrap(getattr(k_sampling, name)) for name in ("sample_sa_solver", "sample_sa_solver_pece")
-                if hasattr(k_sampling, name)}
-#: dpm_adaptive (a closure ComfyUI builds per sampler, recognised by its code) has no steps: it
-#: runs its own step-size control between the first and last sigma it is given. Restarted on every
-#: reflected step it took several times the evaluations, drew its (eta > 0) noise from the seed
-#: again each time and reported its own step counter as progress, so those spans run Euler too.
-_ADAPTIVE_CODE = getattr(comfy.samplers.ksampler("dpm_adaptive").sampler_function, "__code__", None)
-
-
-def needs_euler(fn, start: int, end: int, steps: int) -> bool:
-    """Whether the span sigmas[start..end] of a ``steps``-step schedule must run as Euler steps."""
-    fn = _unwrap(fn)
-    adaptive = _ADAPTIVE_CODE is not None and getattr(fn, "__code__", None) is _ADAPTIVE_CODE
-    return ((fn in _NO_SINGLE_STEP and end - start == 1)
-            or ((fn in _NO_OPEN_END or adaptive) and end < steps))
-
-
-def make_noise_sampler(fn, options: dict, x: torch.Tensor, sigmas: torch.Tensor, seed):
-    """ONE noise source for the whole schedule, or None when the sampler takes none.
-
-    Ancestral and SDE samplers build their noise source inside each call; called once per slice
-    they would draw the same noise at every step. So the driver builds the source the sampler
-    itself would build for the full schedule and passes it to every slice: a Brownian tree over
-    the full sigma range for the samplers that use one (its noise is keyed by the interval, so every
-    step gets exactly the noise of a plain run), else ``default_noise_sampler`` (sequential draws
-    from one seeded generator, again the plain run's sequence).
-    """
-    if "noise_sampler" in options:
-        return None      # the user's own source (e.g. from a custom sampler node) stays in charge
-    try:
-        if "noise_sampler" not in inspect.signature(fn).parameters:
-            return None
-    except (TypeError, ValueError):
-        return None
-    cpu = _BROWNIAN.get(_unwrap(fn))
-    if cpu is not None:
-        return k_sampling.BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(),
-                                                   seed=seed, cpu=cpu)
-    return k_sampling.default_noise_sampler(x, seed=seed)
 
 
 # ---------------------------------------------------------------- the sampler function

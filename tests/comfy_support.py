@@ -43,6 +43,12 @@ def start_comfyui():
     return comfy_nodes
 
 
+def pack_module(name: str):
+    """A module of this pack as ComfyUI loaded it (e.g. ``"nodes.slicing"``)."""
+    pack = str(PACK_DIR).replace(".", "_x_")      # ComfyUI's module name for a pack folder
+    return sys.modules[f"{pack}.{name}"]
+
+
 def node_class(node_id: str):
     import nodes as comfy_nodes
     return comfy_nodes.NODE_CLASS_MAPPINGS[node_id]
@@ -69,7 +75,7 @@ def _fill(module, seed: int, scale: float = 0.05):
             p.copy_(torch.randn(p.shape, generator=g) * scale)
 
 
-def _patcher(model, seed: int):
+def wrap_tiny(model, seed: int):
     """Seeded small random weights in fp32, wrapped in a ModelPatcher as ComfyUI's loaders do."""
     import torch
     import comfy.model_management as mm
@@ -101,7 +107,7 @@ def tiny_model(kind: str = "eps", seed: int = 0):
         model = mb.SDXL(config, model_type=model_type, device="cpu")
     else:
         model = mb.BaseModel(config, model_type=model_type, device="cpu")
-    return _patcher(model, seed)
+    return wrap_tiny(model, seed)
 
 
 def cond(seed: int = 0, kind: str = "eps", tokens: int = 77):
@@ -146,7 +152,7 @@ def tiny_flux_model(seed: int = 0):
         unet["txt_ids_dims"] = []        # required since ComfyUI 0.8 (Flux 1: no text position ids)
     config = sm.Flux(unet)
     model = mb.Flux(config, device="cpu")
-    return _patcher(model, seed)
+    return wrap_tiny(model, seed)
 
 
 def flux_cond(seed: int = 0, tokens: int = 8):
@@ -457,4 +463,30 @@ def tiny_video_model(seed: int = 0):
 
     config = sm.WAN21_T2V(dict(TINY_WAN))
     model = mb.WAN21(config, device="cpu")
-    return _patcher(model, seed)
+    return wrap_tiny(model, seed)
+
+
+def dynamic_like(patcher, *, can_reload: bool = True):
+    """``patcher`` behaving as ComfyUI 2026's dynamic-VRAM ModelPatcherDynamic does where W2SD meets
+    it (read from its source; no release here has it): clones stay dynamic, applying weight hooks
+    raises, and ``get_non_dynamic_delegate()`` returns a plain ModelPatcher with the same patches,
+    or raises when the loader left no way to reload the model."""
+    import comfy.model_patcher
+
+    class DynamicLike(comfy.model_patcher.ModelPatcher):
+        def is_dynamic(self):
+            return True
+
+        def patch_hook_weight_to_device(self, *args, **kwargs):
+            raise RuntimeError("Hooks not implemented in ModelPatcherDynamic.")
+
+        def get_non_dynamic_delegate(self):
+            if not can_reload:
+                raise RuntimeError("Cannot create non-dynamic delegate: cached_patcher_init is not initialized.")
+            delegate = self.clone()
+            delegate.__class__ = comfy.model_patcher.ModelPatcher
+            return delegate
+
+    out = patcher.clone()
+    out.__class__ = DynamicLike
+    return out

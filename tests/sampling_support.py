@@ -13,19 +13,11 @@ ROLE_KEY = "w2sd_role"
 
 
 def ksampler_reference(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
-                       denoise=1.0, callback=None):
-    """ComfyUI's KSampler node (nodes.common_ksampler), without importing the node class: the
-    output dict of ``comfy.sample.sample`` called the way it calls it."""
-    import comfy.sample
-    import comfy.utils
-    latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
-    noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index", None))
-    samples = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative,
-                                  latent_image, denoise=denoise, noise_mask=latent.get("noise_mask", None),
-                                  callback=callback, disable_pbar=True, seed=seed)
-    out = latent.copy()
-    out["samples"] = samples
-    return out
+                       denoise=1.0):
+    """The running ComfyUI's own KSampler node: the output LATENT it returns."""
+    import nodes
+    return nodes.KSampler().sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                                   latent, denoise=denoise)[0]
 
 
 def gaussian_denoiser(model_sampling, std: float = 1.0):

@@ -289,3 +289,40 @@ def test_dpm_adaptive_is_not_restarted_on_every_reflected_step(comfy, monkeypatc
     for i in range(len(drawn)):
         for j in range(i):
             assert not torch.equal(drawn[i], drawn[j]), (i, j)
+
+
+def test_every_sampler_of_this_comfyui_has_a_slicing_rule(comfy):
+    """Each sampler the running ComfyUI lists is either known to run any slice or has its reason
+    for Euler slices: a sampler added by a newer ComfyUI shows up here as unknown, so its safe
+    path (below) is a decision, not an accident."""
+    import comfy.samplers
+    slicing = cs.pack_module("nodes.slicing")
+    unknown = [name for name in comfy.samplers.KSampler.SAMPLERS
+               if slicing.name_of(comfy.samplers.sampler_object(name).sampler_function)
+               not in slicing.ANY_SLICE | slicing.EULER_INSIDE.keys()]
+    assert unknown == []
+
+
+def test_an_unknown_sampler_runs_only_the_last_slice_itself(comfy, caplog):
+    """A sampler W2SD does not know is never cut into slices: its reflected steps run as Euler
+    steps and it runs once, from the last reflected step to the end; the log says so once."""
+    import comfy.k_diffusion.sampling as k
+    import comfy.samplers
+    slices = []
+
+    def sample_newer_than_w2sd(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        slices.append(len(sigmas) - 1)
+        return k.sample_euler(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable)
+
+    model, calls = instrument(cs.tiny_model("eps"), analytic=True)
+    sigmas = _sigmas(model, 8)
+    with caplog.at_level(logging.WARNING, logger="w2sd"):
+        for _ in range(2):
+            slices.clear()
+            sampler = _w2sd(comfy.samplers.KSAMPLER(sample_newer_than_w2sd), strong_cfg=5.5,
+                            weak_cfg=1.0, reflect_end_percent=1.0)
+            out = _custom_advanced(_cfg_guider(model), sampler, sigmas, cs.latent(1, 8))
+            assert torch.isfinite(out).all()
+            assert sampler.w2sd.report["reflections"] == 7
+            assert slices == [2], slices      # the last reflected step (6) and the final step
+    assert sum("sample_newer_than_w2sd" in r.getMessage() for r in caplog.records) == 1

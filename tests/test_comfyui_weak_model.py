@@ -545,3 +545,38 @@ def test_fallback_report_states_the_weight_copies_per_call(comfy, lora_dir):
                         comfy_support.cond(0), comfy_support.cond(1), latent, disable_pbar=True, seed=1)
     assert len(applied) == 2 * steps
     assert "two copies of them per model call, normal steps included" in report
+
+
+def test_weight_hooks_on_a_dynamic_vram_model_run_on_its_static_delegate(comfy, lora_dir):
+    """Dynamic VRAM (ComfyUI 2026) has no weight hooks: the DoRA fallback must use the model's
+    non-dynamic delegate, as ComfyUI's guider does for hooked conds, and stay exact."""
+    import comfy_support
+    base = comfy_support.dynamic_like(comfy_support.tiny_model("eps", seed=7))
+    sd = sd_lora(base, seed=8, dora=3, tucker=False)
+    name = save_lora(lora_dir, "sd_dora_dynamic.safetensors", sd)
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(1, 4, 16, 16, generator=g) * 2.0
+    model, report = roles_match_fused(comfy, base, sd, name, x, 2.0, comfy_support.cond(0),
+                                      comfy_support.cond(1))
+    assert "DoRA x3" in report
+    assert not pack("nodes.compat").is_dynamic(model)
+
+
+def test_weight_hooks_on_a_dynamic_model_that_cannot_reload_are_refused(comfy, lora_dir):
+    import comfy_support
+    base = comfy_support.dynamic_like(comfy_support.tiny_model("eps", seed=7), can_reload=False)
+    name = save_lora(lora_dir, "sd_dora_dynamic2.safetensors", sd_lora(base, seed=8, dora=2, tucker=False))
+    with pytest.raises(ValueError, match=r"DoRA.*--disable-dynamic-vram"):
+        build(comfy, base, name)
+
+
+def test_the_lora_delta_on_a_dynamic_vram_model_needs_no_delegate(comfy, lora_dir):
+    """Plain LoRA/LoCon pairs add activation-space deltas through set_injections: they stay on the
+    dynamic model itself (no second copy) and stay exact."""
+    import comfy_support
+    base = comfy_support.dynamic_like(comfy_support.tiny_model("eps", seed=1))
+    sd = sd_lora(base, seed=2)
+    name = save_lora(lora_dir, "sd_locon_dynamic.safetensors", sd)
+    x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(3)) * 3.0
+    model, _ = roles_match_fused(comfy, base, sd, name, x, 3.0, comfy_support.cond(0), comfy_support.cond(1))
+    assert pack("nodes.compat").is_dynamic(model)
