@@ -13,7 +13,9 @@ with its own model options.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+from dataclasses import dataclass
 
 import torch
 
@@ -52,9 +54,8 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         self.strong_cfg = -1.0
         self.weak_cfg = -1.0
         self.has_weak_conds = False
-        self.weak_conds = None
-        self._weak_patcher = None
-        self._weak_options = None
+        #: The weak pass of the run in progress (None outside sampling).
+        self.weak: WeakSide | None = None
 
     # ------------------------------------------------------------ settings
     def set_conds(self, positive, negative, weak_positive=None, weak_negative=None):
@@ -110,106 +111,129 @@ class W2SDGuider(comfy.samplers.CFGGuider):
     def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback,
                      disable_pbar, seed, **kwargs):
         # kwargs: what the running ComfyUI adds (latent_shapes since late 2025), passed on as is.
-        # The weak conds are processed on their own, as a positive/negative pair of their own:
-        # processing them together with the strong ones would let ComfyUI copy the strong
-        # ControlNet (legacy Apply ControlNet sets control_apply_to_uncond) and the strong area
-        # conds into them, and would encode them for the strong model.
-        weak_raw = {k: self.conds.pop(k) for k in WEAK_KEYS if k in self.conds}
-        self._weak_patcher = None
-        if self.weak_relation == pairs.SEPARATE:
-            self._weak_patcher = self.model_patcher.get_additional_models_with_key(WEAK_MODEL_KEY)[0]
-        weak_base = self._weak_patcher.model if self._weak_patcher is not None else self.inner_model
-        if self._weak_patcher is not None and "latent_shapes" in kwargs:
-            # Newer ComfyUIs tell the sampling model the shapes of packed latents; the second
-            # checkpoint samples the same latents.
-            weak_base.latent_shapes = kwargs["latent_shapes"]
+        with self._weak_conds_apart() as weak_conds:
+            self.weak = self._weak_side(weak_conds, noise, latent_image, device, denoise_mask, seed, kwargs)
+            try:
+                with self.weak.running():
+                    return super().inner_sample(noise, latent_image, device, sampler, sigmas,
+                                                denoise_mask, callback, disable_pbar, seed, **kwargs)
+            finally:
+                self.weak = None
+
+    @contextlib.contextmanager
+    def _weak_conds_apart(self):
+        """The weak conds leave ``self.conds`` while CFGGuider processes the strong ones (it would
+        copy the strong ControlNet and area conds into them and encode them for the strong model),
+        and come back afterwards, as processed, so ComfyUI's cleanup also releases their ControlNets."""
+        weak_conds = {k: self.conds.pop(k) for k in WEAK_KEYS if k in self.conds}
         try:
-            if weak_raw:
-                weak_pair = {"positive": weak_raw[WEAK_POSITIVE], "negative": weak_raw[WEAK_NEGATIVE]}
-                if self._weak_patcher is not None:
-                    self._drop_hooks(weak_pair)
-                    self._own_controls(weak_pair)
-                weak_latent = latent_image
-                if weak_latent is not None and torch.count_nonzero(weak_latent) > 0:
-                    weak_latent = weak_base.process_latent_in(weak_latent)
-                self.weak_conds = comfy.samplers.process_conds(weak_base, noise, weak_pair, device,
-                                                               weak_latent, denoise_mask, seed,
-                                                               **compat.process_conds_kwargs(kwargs))
-            if self._weak_patcher is not None:
-                self._weak_options = self._model_options_of(self._weak_patcher)
-                self._weak_patcher.pre_run()
-            elif self._options_model is not None:
-                self._weak_options = self._model_options_of(self._options_model)
-            return super().inner_sample(noise, latent_image, device, sampler, sigmas, denoise_mask,
-                                        callback, disable_pbar, seed, **kwargs)
+            yield weak_conds
         finally:
-            if self._weak_patcher is not None:
-                self._weak_patcher.cleanup()
-            if self.weak_conds is not None:
-                # back into the conds dict, so ComfyUI's cleanup also releases their ControlNets
-                self.conds[WEAK_POSITIVE] = self.weak_conds["positive"]
-                self.conds[WEAK_NEGATIVE] = self.weak_conds["negative"]
-            self.weak_conds = None
-            self._weak_patcher = None
-            self._weak_options = None
+            self.conds.update(weak_conds)
 
-    @staticmethod
-    def _drop_hooks(conds):
-        """Hooks on conds are registered on the strong model; a second checkpoint cannot run them."""
-        dropped = False
-        for key in conds:
-            for c in conds[key]:
-                dropped |= c.pop("hooks", None) is not None
-        if dropped:
-            log.warning("W2SD Guider: hooks on the weak conditioning are ignored for the weak checkpoint")
-
-    @staticmethod
-    def _own_controls(conds):
-        """A second checkpoint gets its own ControlNet objects. ComfyUI prepares a ControlNet for
-        the model it runs with (``pre_run``; a Control-LoRA even builds its control model from that
-        model's weights), so objects shared with the strong conds would end up prepared for only
-        one of the two models. Copies share the loaded control weights."""
-        for key in conds:
-            for c in conds[key]:
-                if c.get("control") is not None:
-                    c["control"] = _copy_control_chain(c["control"])
-
-    @staticmethod
-    def _model_options_of(patcher) -> dict:
-        """The weak model's own options, prepared like CFGGuider prepares the strong model's."""
-        options = comfy.model_patcher.create_model_options_clone(patcher.model_options)
-        transformer_options = options.setdefault("transformer_options", {})
-        comfy.patcher_extension.merge_nested_dicts(transformer_options.setdefault("wrappers", {}),
-                                                   patcher.wrappers, copy_dict1=False)
-        comfy.patcher_extension.merge_nested_dicts(transformer_options.setdefault("callbacks", {}),
-                                                   patcher.callbacks, copy_dict1=False)
-        return options
-
-    def _weak_call_options(self, model_options) -> dict:
-        options = roles.with_role(self._weak_options, roles.WEAK)
-        sample_sigmas = model_options.get("transformer_options", {}).get("sample_sigmas")
-        if sample_sigmas is not None:
-            options["transformer_options"]["sample_sigmas"] = sample_sigmas
-        return options
+    def _weak_side(self, weak_conds, noise, latent_image, device, denoise_mask, seed, kwargs) -> "WeakSide":
+        """The weak pass for this run; processes ``weak_conds`` in place, for the weak model."""
+        patcher = None
+        if self.weak_relation == pairs.SEPARATE:
+            patcher = self.model_patcher.get_additional_models_with_key(WEAK_MODEL_KEY)[0]
+        model = patcher.model if patcher is not None else self.inner_model
+        if patcher is not None and "latent_shapes" in kwargs:
+            # Newer ComfyUIs tell the sampling model the shapes of packed latents.
+            model.latent_shapes = kwargs["latent_shapes"]
+        processed = None
+        if weak_conds:
+            pair = {"positive": weak_conds[WEAK_POSITIVE], "negative": weak_conds[WEAK_NEGATIVE]}
+            if patcher is not None:
+                _drop_hooks(pair)
+                _own_controls(pair)
+            if latent_image is not None and torch.count_nonzero(latent_image) > 0:
+                latent_image = model.process_latent_in(latent_image)
+            processed = comfy.samplers.process_conds(model, noise, pair, device, latent_image, denoise_mask,
+                                                     seed, **compat.process_conds_kwargs(kwargs))
+            weak_conds.update({WEAK_POSITIVE: processed["positive"], WEAK_NEGATIVE: processed["negative"]})
+        options_from = patcher if patcher is not None else self._options_model
+        options = _model_options_of(options_from) if options_from is not None else None
+        return WeakSide(model=model, conds=processed, options=options, patcher=patcher)
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):
         role = roles.role_of(model_options.get("transformer_options"))
         if role is None:
             return super().predict_noise(x, timestep, model_options, seed)
-        cfg = self.role_cfg(role)
         conds, model = self.conds, self.inner_model
         if role == roles.WEAK:
-            if self.weak_conds is not None:
-                conds = self.weak_conds
-            if self._weak_patcher is not None:
-                model = self._weak_patcher.model
-            if self._weak_options is not None:
-                model_options = self._weak_call_options(model_options)
+            conds = self.weak.conds or conds
+            model = self.weak.model
+            model_options = self.weak.call_options(model_options)
         # No disable_cfg1_optimization here: sampling_function decides from the cfg passed per call,
         # so a role at cfg 1 skips its uncond pass and a role at another cfg computes it.
         return comfy.samplers.sampling_function(model, x, timestep, conds.get("negative", None),
-                                                conds.get("positive", None), cfg,
+                                                conds.get("positive", None), self.role_cfg(role),
                                                 model_options=model_options, seed=seed)
+
+
+@dataclass
+class WeakSide:
+    """What the weak reflection pass of one run calls: its model (the strong one unless a second
+    checkpoint), its processed conds (None: the strong conds), its own model options (None: the
+    call's), and the second checkpoint's patcher, whose context wraps the run."""
+    model: object
+    conds: dict | None = None
+    options: dict | None = None
+    patcher: object = None
+
+    @contextlib.contextmanager
+    def running(self):
+        if self.patcher is None:
+            yield
+            return
+        self.patcher.pre_run()
+        try:
+            yield
+        finally:
+            self.patcher.cleanup()
+
+    def call_options(self, model_options: dict) -> dict:
+        """The options of one weak call: the weak model's own, tagged with the role, with the
+        schedule the sampler is running (some model patches read it)."""
+        if self.options is None:
+            return model_options
+        options = roles.with_role(self.options, roles.WEAK)
+        sample_sigmas = model_options.get("transformer_options", {}).get("sample_sigmas")
+        if sample_sigmas is not None:
+            options["transformer_options"]["sample_sigmas"] = sample_sigmas
+        return options
+
+
+def _drop_hooks(conds):
+    """Hooks on conds are registered on the strong model; a second checkpoint cannot run them."""
+    dropped = False
+    for key in conds:
+        for c in conds[key]:
+            dropped |= c.pop("hooks", None) is not None
+    if dropped:
+        log.warning("W2SD Guider: hooks on the weak conditioning are ignored for the weak checkpoint")
+
+
+def _own_controls(conds):
+    """A second checkpoint gets its own ControlNet objects. ComfyUI prepares a ControlNet for the
+    model it runs with (``pre_run``; a Control-LoRA even builds its control model from that model's
+    weights), so objects shared with the strong conds would end up prepared for only one of the two
+    models. Copies share the loaded control weights."""
+    for key in conds:
+        for c in conds[key]:
+            if c.get("control") is not None:
+                c["control"] = _copy_control_chain(c["control"])
+
+
+def _model_options_of(patcher) -> dict:
+    """A weak model's own options, prepared like CFGGuider prepares the strong model's."""
+    options = comfy.model_patcher.create_model_options_clone(patcher.model_options)
+    transformer_options = options.setdefault("transformer_options", {})
+    comfy.patcher_extension.merge_nested_dicts(transformer_options.setdefault("wrappers", {}),
+                                               patcher.wrappers, copy_dict1=False)
+    comfy.patcher_extension.merge_nested_dicts(transformer_options.setdefault("callbacks", {}),
+                                               patcher.callbacks, copy_dict1=False)
+    return options
 
 
 def _copy_control_chain(control):

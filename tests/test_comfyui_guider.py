@@ -118,7 +118,7 @@ def test_a_second_checkpoint_gets_controlnets_prepared_for_itself(comfy):
     def check_controls(args):
         def chain(control):
             return [control] + (chain(control.previous_controlnet) if control.previous_controlnet else [])
-        weak_chain = chain(guider.weak_conds["positive"][0]["control"])
+        weak_chain = chain(guider.weak.conds["positive"][0]["control"])
         strong_chain = chain(guider.conds["positive"][0]["control"])
         seen.append((len(weak_chain) == len(strong_chain) == 2,
                      all(w is not s for w, s in zip(weak_chain, strong_chain)),
