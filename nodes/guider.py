@@ -25,7 +25,8 @@ import comfy.samplers
 from comfy_api.latest import io
 
 from . import compat, pairs, roles
-from .sampler import CATEGORY, W2SDKSampler, cfg_pair_inputs, wrap_sampler
+from .common import CATEGORY, cfg_pair_inputs, weak_side_inputs
+from .reflecting import ReflectingKSAMPLER, wrap_sampler
 
 log = logging.getLogger("w2sd")
 
@@ -95,7 +96,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
     def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None,
                disable_pbar=False, seed=None):
         compat.require()
-        if not isinstance(sampler, W2SDKSampler):
+        if not isinstance(sampler, ReflectingKSAMPLER):
             if (isinstance(sampler, comfy.samplers.KSAMPLER)
                     and type(sampler).sample is comfy.samplers.KSAMPLER.sample):
                 # The guider has no plan inputs: with a plain sampler it reflects with the defaults.
@@ -269,14 +270,7 @@ class W2SDGuiderNode(io.ComfyNode):
                 io.Conditioning.Input("negative", tooltip="Negative conditioning of the strong side."),
                 io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="The sampling CFG (normal steps)."),
-                io.Model.Input("weak_model", optional=True,
-                               tooltip="Weak model for the weak pass (e.g. a base checkpoint beside a "
-                                       "fine-tune). Same latent space and model type. Empty = the model."),
-                io.Conditioning.Input("weak_positive", optional=True,
-                                      tooltip="Positive conditioning of the weak pass (e.g. a plainer "
-                                              "prompt). Empty = positive."),
-                io.Conditioning.Input("weak_negative", optional=True,
-                                      tooltip="Negative conditioning of the weak pass. Empty = negative."),
+                *weak_side_inputs(),
                 *cfg_pair_inputs(),
             ],
             outputs=[io.Guider.Output(tooltip="The guider, for SamplerCustomAdvanced.")],

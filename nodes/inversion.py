@@ -29,7 +29,7 @@ from comfy_api.latest import io
 from ..w2sd_core import invert
 from . import compat
 from .pairs import is_flow
-from .sampler import CATEGORY
+from .common import CATEGORY
 
 INVERSION_MODES = ("next", "current")
 

@@ -20,9 +20,9 @@ from comfy_api.latest import io, ui
 
 from . import compat
 from .guider import make_guider
-from .sampler import (CATEGORY, DEFAULT_END_PERCENT, DEFAULT_REFLECT_STEPS, DEFAULT_REPEATS,
-                      DEFAULT_INVERSION, cfg_pair_inputs, check_inversion, make_plan, plan_inputs,
-                      wrap_sampler)
+from .common import (CATEGORY, DEFAULT_END_PERCENT, DEFAULT_INVERSION, DEFAULT_REFLECT_STEPS,
+                     DEFAULT_REPEATS, cfg_pair_inputs, plan_inputs, weak_side_inputs)
+from .reflecting import check_inversion, make_plan, wrap_sampler
 
 log = logging.getLogger("w2sd")
 
@@ -56,13 +56,7 @@ class W2SDReflectiveKSampler(io.ComfyNode):
                 io.Latent.Input("latent_image", tooltip="The latent image to denoise."),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="The amount of denoising applied; lower values keep the structure of the input latent."),
-                io.Model.Input("weak_model", optional=True,
-                               tooltip="Weak model for the weak pass (e.g. the base checkpoint of a fine-tune), "
-                                       "same latent space and model type. Empty = model."),
-                io.Conditioning.Input("weak_positive", optional=True,
-                                      tooltip="Positive conditioning of the weak pass (e.g. a plainer prompt). Empty = positive."),
-                io.Conditioning.Input("weak_negative", optional=True,
-                                      tooltip="Negative conditioning of the weak pass. Empty = negative."),
+                *weak_side_inputs(),
                 *cfg_pair_inputs(),
                 *plan_inputs(),
             ],
@@ -103,13 +97,9 @@ class W2SDReflectiveKSampler(io.ComfyNode):
                                 callback=callback, disable_pbar=disable_pbar, seed=seed)
         samples = samples.to(comfy.model_management.intermediate_device())
 
-        return io.NodeOutput(compat.ksampler_output(latent, samples), ui=ui.PreviewText(report_text(sampler.w2sd.report)))
+        return io.NodeOutput(compat.ksampler_output(latent, samples), ui=ui.PreviewText(report_text(sampler.report)))
 
 
-def report_text(report: dict) -> str:
+def report_text(report) -> str:
     """What the user sees under the node: reflections and the true cost of the run."""
-    if not report:
-        return "W2SD: nothing sampled"
-    if report.get("skipped"):
-        return f"W2SD: reflection skipped: {report['skipped']}"
-    return report.get("summary", "")
+    return report.text() if report is not None else "W2SD: nothing sampled"

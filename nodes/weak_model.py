@@ -39,7 +39,7 @@ from ..w2sd_core.lora_delta import (BiasTerm, ConvGeometry, DenseTerm, LayerDelt
                                     LoraTerm)
 from . import compat, pairs
 from .roles import PAIR_ATTACHMENT, STRONG, WEAK, role_of
-from .sampler import CATEGORY
+from .common import CATEGORY
 
 log = logging.getLogger("w2sd")
 

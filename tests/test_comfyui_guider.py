@@ -65,8 +65,8 @@ def test_weak_conditioning_reaches_only_weak_calls(comfy):
     guider = cs.node_class("W2SDGuider").execute(model, pos, neg, 5.0, weak_positive=weak_pos).args[0]
     sampler = _w2sd(reflect_steps=2)
     _sample(guider, sampler)
-    assert sampler.w2sd.report["reflections"] == 2
-    assert "weak conditioning" in sampler.w2sd.report["differences"][0]
+    assert sampler.report.reflections == 2
+    assert "weak conditioning" in sampler.report.differences[0]
     weak_calls = [c for c in calls if c.role == "reflect_weak"]
     other = [c for c in calls if c.role != "reflect_weak"]
     assert len(weak_calls) == 2 and len(other) == 4 + 2
@@ -155,7 +155,7 @@ def test_two_checkpoints_load_together_and_weak_calls_run_on_the_weak_model(comf
     sampler = _w2sd(reflect_steps=3)
     out = _sample(guider, sampler, steps=5)
     assert torch.isfinite(out).all()
-    assert sampler.w2sd.report["differences"] == ["weak model (second checkpoint)"]
+    assert sampler.report.differences == ["weak model (second checkpoint)"]
     assert len(loads) == 1                                            # one load for the whole run
     assert [c.role for c in weak_calls] == ["reflect_weak"] * 3
     assert {c.model_id for c in weak_calls} == {id(weak.model)}
@@ -172,7 +172,7 @@ def test_weak_model_with_other_options_shares_the_weights(comfy):
     weak, weak_calls = instrument(strong, analytic=True)     # a clone: same weights, own wrapper
     sampler = _w2sd(reflect_steps=2)
     _sample(_guider(strong, weak_model=weak), sampler)
-    assert sampler.w2sd.report["differences"] == ["weak model (same weights, other model patches)"]
+    assert sampler.report.differences == ["weak model (same weights, other model patches)"]
     assert [c.role for c in weak_calls] == ["reflect_weak"] * 2
     assert "reflect_weak" not in [c.role for c in strong_calls]
     assert {c.model_id for c in weak_calls} == {id(strong.model)}
@@ -227,7 +227,7 @@ def test_flow_models_with_other_shifts_pair(comfy):
                                                  weak_model=weak).args[0]
     out = _sample(guider, sampler)
     assert torch.isfinite(out).all()
-    assert sampler.w2sd.report["reflections"] == 2
+    assert sampler.report.reflections == 2
 
 
 def test_user_models_are_left_untouched_and_runs_repeat(comfy):

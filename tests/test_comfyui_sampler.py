@@ -78,7 +78,7 @@ def test_nothing_differs_samples_plainly_and_warns(comfy, caplog):
     assert torch.equal(plain, out)
     assert len(calls) == 4 and all(c.role is None for c in calls)    # no wasted evaluation
     assert "nothing differs" in caplog.text
-    assert sampler.w2sd.report["skipped"] and sampler.w2sd.report["reflections"] == 0
+    assert sampler.report.skipped and sampler.report.reflections == 0
 
 
 def test_cfg_pair_with_a_plain_cfg_guider(comfy):
@@ -97,7 +97,7 @@ def test_cfg_pair_with_a_plain_cfg_guider(comfy):
     assert {c.batch for c in calls if c.role == "reflect_weak"} == {1}
     assert {c.batch for c in calls if c.role == "reflect_strong"} == {2}
     assert guider.cfg == 5.0                                          # put back after each call
-    assert sampler.w2sd.report["cost"].passes == sum(c.batch for c in calls)
+    assert sampler.report.cost.passes == sum(c.batch for c in calls)
 
 
 def test_w2sd_guider_settings_win_over_the_samplers(comfy):
@@ -125,7 +125,7 @@ def test_every_sampler_works_with_reflection(comfy):
         sampler = _w2sd(comfy.samplers.sampler_object(name), strong_cfg=5.5, weak_cfg=1.0,
                         reflect_end_percent=1.0)
         out = _custom_advanced(_cfg_guider(model), sampler, sigmas, latent)
-        assert sampler.w2sd.report["reflections"] == 15, name
+        assert sampler.report.reflections == 15, name
         assert torch.isfinite(out).all(), name
         if name.startswith("sa_solver"):
             # Its reflected steps run as Euler steps (see sampler.py), so it is another realisation
@@ -169,7 +169,7 @@ def test_stochastic_noise_is_not_repeated_across_slices(comfy, name):
     sampler = _w2sd(comfy.samplers.KSAMPLER(_recording(fn, reflected_draws, own)), strong_cfg=5.5, weak_cfg=1.0,
                     reflect_end_percent=1.0)
     _custom_advanced(_cfg_guider(model), sampler, sigmas, latent)
-    assert sampler.w2sd.report["reflections"] == 5
+    assert sampler.report.reflections == 5
     assert len(reflected_draws) == len(plain_draws) >= 4
     for i in range(len(reflected_draws)):
         for j in range(i):
@@ -282,7 +282,7 @@ def test_dpm_adaptive_is_not_restarted_on_every_reflected_step(comfy, monkeypatc
     out = _custom_advanced(_cfg_guider(model), sampler, _sigmas(model, 6), cs.latent(1, 8),
                            callback=lambda step, x0, x, total: steps.append(step))
     assert torch.isfinite(out).all()
-    assert sampler.w2sd.report["reflections"] == 5
+    assert sampler.report.reflections == 5
     assert steps == sorted(steps) and steps[:5] == [0, 1, 2, 3, 4], steps
     assert [c.role for c in calls][:15] == ["reflect_strong", "reflect_weak", None] * 5
     assert len(drawn) >= 2
@@ -323,6 +323,6 @@ def test_an_unknown_sampler_runs_only_the_last_slice_itself(comfy, caplog):
                             weak_cfg=1.0, reflect_end_percent=1.0)
             out = _custom_advanced(_cfg_guider(model), sampler, sigmas, cs.latent(1, 8))
             assert torch.isfinite(out).all()
-            assert sampler.w2sd.report["reflections"] == 7
+            assert sampler.report.reflections == 7
             assert slices == [2], slices      # the last reflected step (6) and the final step
     assert sum("sample_newer_than_w2sd" in r.getMessage() for r in caplog.records) == 1
