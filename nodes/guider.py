@@ -39,7 +39,7 @@ WEAK_KEYS = (WEAK_POSITIVE, WEAK_NEGATIVE)
 WEAK_MODEL_KEY = "w2sd_weak_model"
 
 
-class W2SDGuider(comfy.samplers.CFGGuider):
+class W2SDGuider(comfy.samplers.CFGGuider, pairs.KnowsWeakSide):
     def __init__(self, model_patcher, weak_model=None):
         relation = pairs.SAME
         if weak_model is not None and weak_model is not model_patcher:
@@ -75,6 +75,9 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         self.set_cfg(cfg)
         self.strong_cfg = float(strong_cfg)
         self.weak_cfg = float(weak_cfg)
+
+    def own_role_cfgs(self) -> tuple[float, float]:
+        return self.strong_cfg, self.weak_cfg
 
     def role_cfg(self, role) -> float:
         """-1 means "the sampling cfg" (which a W2SD Sampler may set for the call, see sampler.py)."""

@@ -15,7 +15,7 @@ import torch
 import comfy.model_sampling
 import comfy.samplers
 
-from .roles import PAIR_ATTACHMENT, STRONG, WEAK
+from .roles import PAIR_ATTACHMENT
 
 #: How a weak MODEL relates to the strong one (see ``relation``).
 SAME = "same"            # nothing to do: the weak side is the strong model itself
@@ -189,49 +189,63 @@ def cfg_pair_capable(guider) -> bool:
             and "negative" in getattr(guider, "original_conds", {}))
 
 
-@dataclass
+class KnowsWeakSide:
+    """A guider with a weak side of its own (W2SD Guider): its own CFG per role (-1 = none) and
+    what differs between its sides besides CFG."""
+
+    def own_role_cfgs(self) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def w2sd_differences(self) -> list[str]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class RoleCfg:
+    cfg: float                  # the CFG the role's calls run at
+    override: float | None      # what the sampler sets on the guider for those calls (None: nothing)
+
+
+@dataclass(frozen=True)
 class Pair:
     cfg: float                  # the guider's sampling cfg
-    strong_cfg: float           # effective cfg of strong / weak reflection calls
-    weak_cfg: float
-    overrides: dict             # role -> cfg to set on the guider during that role's calls (or None)
+    strong: RoleCfg
+    weak: RoleCfg
     differences: list
+
+
+def _role_cfg(own: float, requested: float, base: float) -> RoleCfg:
+    """The guider's own value wins; else the sampler's, set on the guider for the call; else the
+    sampling cfg."""
+    if own >= 0:
+        return RoleCfg(own, None)
+    if requested >= 0:
+        return RoleCfg(requested, requested)
+    return RoleCfg(base, None)
 
 
 def resolve_pair(guider, strong_cfg: float, weak_cfg: float) -> Pair:
     """Who sets each role's CFG, and what differs between the weak and the strong side.
 
-    The CFG pair with a plain CFGGuider: the guider's ``cfg`` attribute is set for the duration of a
-    role call (try/finally) and put back. That keeps ComfyUI's own CFG path, including its CFG-1
-    shortcut (a weak pass at cfg 1 skips the uncond pass) and any sampler_cfg_function patches,
-    which wrapping the CFG formula from outside would bypass or duplicate.
-    With a W2SD Guider its own strong_cfg / weak_cfg win; where it leaves them at -1 the sampler's
-    values are applied the same way (the guider falls back to its ``cfg`` for such a role).
+    The CFG pair with a plain CFGGuider: the guider's ``cfg`` is set for the duration of a role
+    call and put back (``reflecting.temporary_cfg``). That keeps ComfyUI's own CFG path, including
+    its CFG-1 shortcut (a weak pass at cfg 1 skips the uncond pass) and any sampler_cfg_function
+    patches, which wrapping the CFG formula from outside would bypass or duplicate.
     """
     base = float(getattr(guider, "cfg", 1.0))
-    w2sd_guider = hasattr(guider, "w2sd_differences")
-    if w2sd_guider:
-        own = {STRONG: float(guider.strong_cfg), WEAK: float(guider.weak_cfg)}
-        differences = list(guider.w2sd_differences())
+    if isinstance(guider, KnowsWeakSide):
+        own, differences = guider.own_role_cfgs(), list(guider.w2sd_differences())
     else:
-        own = {STRONG: -1.0, WEAK: -1.0}
-        differences = []
+        own, differences = (-1.0, -1.0), []
         if (strong_cfg >= 0 or weak_cfg >= 0) and not cfg_pair_capable(guider):
             raise ValueError(f"W2SD Sampler: strong_cfg / weak_cfg need a guider with a cfg and a "
                              f"negative prompt (CFGGuider or W2SD Guider); {type(guider).__name__} "
                              f"has none. Set both to -1, or use W2SD Guider.")
-    requested = {STRONG: float(strong_cfg), WEAK: float(weak_cfg)}
-    overrides, effective = {}, {}
-    for role in (STRONG, WEAK):
-        if own[role] >= 0:
-            overrides[role], effective[role] = None, own[role]
-        elif requested[role] >= 0:
-            overrides[role], effective[role] = requested[role], requested[role]
-        else:
-            overrides[role], effective[role] = None, base
-    if not math.isclose(effective[STRONG], effective[WEAK]):
-        differences.append(f"CFG {effective[STRONG]:g} (strong) vs {effective[WEAK]:g} (weak)")
+    strong = _role_cfg(float(own[0]), float(strong_cfg), base)
+    weak = _role_cfg(float(own[1]), float(weak_cfg), base)
+    if not math.isclose(strong.cfg, weak.cfg):
+        differences.append(f"CFG {strong.cfg:g} (strong) vs {weak.cfg:g} (weak)")
     attachment = pair_attachment(getattr(guider, "model_patcher", None))
     if attachment is not None:
         differences.append(describe_attachment(attachment))
-    return Pair(base, effective[STRONG], effective[WEAK], overrides, differences)
+    return Pair(base, strong, weak, differences)

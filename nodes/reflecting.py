@@ -135,8 +135,8 @@ def sample_w2sd(model, x, sigmas, extra_args=None, callback=None, disable=None,
     # A snapshot of extra_args: some samplers (the cfg_pp family) write their own post-CFG hooks
     # into the extra_args they are given, and those must not leak across spans.
     base_args = dict(extra_args)
-    strong = role_denoiser(model, guider, roles.STRONG, pair.overrides[roles.STRONG], base_args)
-    weak = role_denoiser(model, guider, roles.WEAK, pair.overrides[roles.WEAK], base_args)
+    strong = role_denoiser(model, guider, roles.STRONG, pair.strong.override, base_args)
+    weak = role_denoiser(model, guider, roles.WEAK, pair.weak.override, base_args)
 
     def reflect_at(x_, i):
         return reflect(x_, sigmas[i], sigmas[i + 1], strong, weak, inversion=settings.inversion,
@@ -146,7 +146,7 @@ def sample_w2sd(model, x, sigmas, extra_args=None, callback=None, disable=None,
                                        extra_args.get("seed", None))
     with SpanRunner(model, inner, sigmas, base_args, callback, noise_sampler, disable) as spans:
         out = sample_with_reflection(x, sigmas, plan, reflect_at, spans)
-    report.cost = run_cost(report.steps, report.reflections, pair.cfg, pair.strong_cfg, pair.weak_cfg,
+    report.cost = run_cost(report.steps, report.reflections, pair.cfg, pair.strong.cfg, pair.weak.cfg,
                            sampler_evaluations=spans.evaluations)
     return out
 
@@ -167,8 +167,8 @@ def _plan_run(settings: Settings, guider, sigmas):
         report.reflected_steps = []
     if report.reflected_steps:
         check_inversion(settings.inversion, model_sampling)
-    report.cost = run_cost(steps, len(report.reflected_steps) * plan.repeats, pair.cfg, pair.strong_cfg,
-                           pair.weak_cfg)
+    report.cost = run_cost(steps, len(report.reflected_steps) * plan.repeats, pair.cfg, pair.strong.cfg,
+                           pair.weak.cfg)
     return plan, pair, report
 
 
