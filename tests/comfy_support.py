@@ -75,12 +75,12 @@ def _fill(module, seed: int, scale: float = 0.05):
             p.copy_(torch.randn(p.shape, generator=g) * scale)
 
 
-def wrap_tiny(model, seed: int):
+def wrap_tiny(model, seed: int, scale: float = 0.05):
     """Seeded small random weights in fp32, wrapped in a ModelPatcher as ComfyUI's loaders do."""
     import torch
     import comfy.model_management as mm
     import comfy.model_patcher
-    _fill(model.diffusion_model, seed)
+    _fill(model.diffusion_model, seed, scale)
     model.diffusion_model.to(torch.float32)
     model.manual_cast_dtype = None
     return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
@@ -490,3 +490,47 @@ def dynamic_like(patcher, *, can_reload: bool = True):
     out = patcher.clone()
     out.__class__ = DynamicLike
     return out
+
+
+def kohya_lora(model, seed=0, rank=4, dora=0, tucker=True, conv=True, scale=0.1):
+    """A LoRA/LoCon for every Linear (and, with ``conv``, Conv) weight of an SD-type model, in kohya
+    names (``lora_unet_*``): Linear keys get ``lora_down (r, in)`` / ``lora_up (out, r)``; conv keys
+    get a LoCon down + 1x1 up (with ``tucker``, one 3x3 of them as a ``lora_mid``). ``dora`` Linear
+    keys get a DoRA scale."""
+    import torch
+    import comfy.lora
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g) * scale
+
+    state = model.model.state_dict()
+    names = {}
+    for name, target in comfy.lora.model_lora_keys_unet(model.model, {}).items():
+        if (isinstance(target, str) and name.startswith("lora_unet_") and target.endswith(".weight")
+                and target in state):
+            names.setdefault(target, name)
+    sd, used_mid, doras = {}, False, 0
+    for target, name in sorted(names.items()):
+        module = model.model.get_submodule(target[:-len(".weight")])
+        w = module.weight
+        if isinstance(module, torch.nn.Linear):
+            sd[f"{name}.lora_down.weight"] = rnd(rank, w.shape[1])
+            sd[f"{name}.lora_up.weight"] = rnd(w.shape[0], rank)
+            if doras < dora:
+                doras += 1
+                sd[f"{name}.dora_scale"] = w.detach().norm(dim=1, keepdim=True) * (1 + rnd(w.shape[0], 1))
+        elif conv and isinstance(module, torch.nn.Conv2d):
+            k = tuple(w.shape[2:])
+            if tucker and not used_mid and k == (3, 3):
+                used_mid = True
+                sd[f"{name}.lora_down.weight"] = rnd(rank, w.shape[1], 1, 1)
+                sd[f"{name}.lora_mid.weight"] = rnd(rank, rank, *k)
+            else:
+                sd[f"{name}.lora_down.weight"] = rnd(rank, w.shape[1], *k)
+            sd[f"{name}.lora_up.weight"] = rnd(w.shape[0], rank, 1, 1)
+        else:
+            continue
+        sd[f"{name}.alpha"] = torch.tensor(float(rank) / 2)
+    assert used_mid or not (tucker and conv)
+    return sd

@@ -104,3 +104,23 @@ def assert_unchanged(before: dict, patcher) -> None:
     for key in before:
         if key != "weights":
             assert before[key] == after[key], f"{key} changed on the user's MODEL"
+
+
+def karras_sigmas(model, steps, scheduler="karras"):
+    """A schedule of ``model`` from ComfyUI's own scheduler (karras unless named)."""
+    import comfy.samplers
+    return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()
+
+
+def w2sd_sampler(sampler="euler", **inputs):
+    """The W2SD Sampler node's output wrapping ``sampler`` (a SAMPLER, or a sampler's name)."""
+    import comfy.samplers
+    import comfy_support
+    if isinstance(sampler, str):
+        sampler = comfy.samplers.sampler_object(sampler)
+    return comfy_support.node_class("W2SDSampler").execute(sampler, **inputs).args[0]
+
+
+def rel(a, b) -> float:
+    """Relative L2 distance of ``a`` from ``b``."""
+    return float((a - b).norm() / b.norm())
