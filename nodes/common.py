@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..w2sd_core import DEFAULT_END_PERCENT, DEFAULT_INVERSION, DEFAULT_PLAN, INVERSIONS
+from ..w2sd_core.guidance import DEFAULT_GUIDANCE, DEFAULT_MODE, MODES
 
 CATEGORY = "sampling/w2sd"
 
@@ -23,13 +24,18 @@ TIP_REPEATS = "Reflections per reflected step (Z-Sampling's T_max). Each costs t
 TIP_INVERSION = ("Noise label for the weak inversion. next: where the latent sits (exact DDIM "
                  "inversion, default). current: the paper's Eq. 5. official: what the authors' "
                  "code computes (eps/v models only, not flow models).")
+TIP_MODE = ("What the planned steps get. reflect: W2SD's reflection (two extra evaluations per "
+            "step). guide: weak-to-strong guidance, the sampler sees D_s + w (D_s - D_w) (one extra "
+            "evaluation, batched with the strong one where the pair allows). reflect+guide: both.")
+TIP_GUIDANCE = ("w of the guide modes: 0 = the strong side alone, 1 = 2 D_s - D_w. A CFG-only pair in "
+                "guide mode is plain CFG at cfg_s + w (cfg_s - cfg_w), at no extra cost.")
 TIP_STRONG_CFG = "CFG of the strong reflection pass. -1 = the sampling cfg."
 TIP_WEAK_CFG = ("CFG of the weak reflection pass. -1 = the sampling cfg. Z-Sampling: strong 5.5, weak "
                 "1.0 (ComfyUI's cfg 1.0 is the conditional prediction alone).")
 
 
 def plan_inputs() -> list:
-    """Which steps get reflected, and how (all optional)."""
+    """Which steps W2SD works on, and how (all optional)."""
     return [
         io.Int.Input("reflect_steps", default=DEFAULT_REFLECT_STEPS, min=-1, max=10000, optional=True,
                      tooltip=TIP_REFLECT_STEPS),
@@ -38,6 +44,9 @@ def plan_inputs() -> list:
         io.Int.Input("repeats", default=DEFAULT_REPEATS, min=1, max=10, optional=True, tooltip=TIP_REPEATS),
         io.Combo.Input("inversion", options=list(INVERSIONS), default=DEFAULT_INVERSION, optional=True,
                        tooltip=TIP_INVERSION),
+        io.Combo.Input("mode", options=list(MODES), default=DEFAULT_MODE, optional=True, tooltip=TIP_MODE),
+        io.Float.Input("guidance", default=DEFAULT_GUIDANCE, min=-10.0, max=100.0, step=0.05, round=0.001,
+                       optional=True, tooltip=TIP_GUIDANCE),
     ]
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -24,6 +26,7 @@ import comfy.patcher_extension
 import comfy.samplers
 from comfy_api.latest import io
 
+from ..w2sd_core.guidance import guide
 from . import compat, pairs, roles
 from .common import CATEGORY, cfg_pair_inputs, weak_side_inputs
 from .reflecting import ReflectingKSAMPLER, wrap_sampler
@@ -40,6 +43,7 @@ WEAK_MODEL_KEY = "w2sd_weak_model"
 
 
 class W2SDGuider(comfy.samplers.CFGGuider, pairs.KnowsWeakSide):
+    evaluates_guidance = True
     def __init__(self, model_patcher, weak_model=None):
         relation = pairs.SAME
         if weak_model is not None and weak_model is not model_patcher:
@@ -163,16 +167,77 @@ class W2SDGuider(comfy.samplers.CFGGuider, pairs.KnowsWeakSide):
         role = roles.role_of(model_options.get("transformer_options"))
         if role is None:
             return super().predict_noise(x, timestep, model_options, seed)
-        conds, model = self.conds, self.inner_model
-        if role == roles.WEAK:
-            conds = self.weak.conds or conds
-            model = self.weak.model
-            model_options = self.weak.call_options(model_options)
+        if role == roles.GUIDE:
+            return self._guided(x, timestep, model_options, seed)
         # No disable_cfg1_optimization here: sampling_function decides from the cfg passed per call,
         # so a role at cfg 1 skips its uncond pass and a role at another cfg computes it.
-        return comfy.samplers.sampling_function(model, x, timestep, conds.get("negative", None),
-                                                conds.get("positive", None), self.role_cfg(role),
-                                                model_options=model_options, seed=seed)
+        return self._side(role, model_options).predict(x, timestep, seed)
+
+    def _side(self, role, model_options) -> tuple:
+        """One side's (model, uncond, cond, cfg) and call options, as sampling_function takes them."""
+        conds, model = self.conds, self.inner_model
+        if role == roles.WEAK:
+            conds, model = self.weak.conds or conds, self.weak.model
+            model_options = self.weak.call_options(model_options)
+        options = roles.with_role(model_options, role)
+        return Side(model, conds.get("negative", None), conds.get("positive", None), self.role_cfg(role), options)
+
+    def _guided(self, x, timestep, model_options, seed):
+        """``D_s + w (D_s - D_w)``, each side after its own CFG; both sides in one batched model
+        call where they share the model and its options (a prompt or CFG pair)."""
+        w = model_options["transformer_options"][roles.GUIDANCE_KEY]
+        strong, weak = self._side(roles.STRONG, model_options), self._side(roles.WEAK, model_options)
+        if self.weak.options is None and batchable(strong, weak, self.model_patcher):
+            d_strong, d_weak = sides_batched(strong, weak, x, timestep)
+        else:
+            d_weak = weak.predict(x, timestep, seed)     # weak first: CFG++ keeps the strong uncond
+            d_strong = strong.predict(x, timestep, seed)
+        return guide(d_strong, d_weak, w)
+
+
+class Side(NamedTuple):
+    """One side of the pair as ``sampling_function`` takes it."""
+    model: object
+    uncond: list | None
+    cond: list | None
+    cfg: float
+    model_options: dict
+
+    def predict(self, x, timestep, seed):
+        return comfy.samplers.sampling_function(self.model, x, timestep, self.uncond, self.cond, self.cfg,
+                                                model_options=self.model_options, seed=seed)
+
+    def conds_used(self) -> list:
+        """[cond, uncond] as sampling_function evaluates them (no uncond at cfg 1)."""
+        cfg1 = math.isclose(self.cfg, 1.0) and not self.model_options.get("disable_cfg1_optimization", False)
+        return [self.cond, None if cfg1 else self.uncond]
+
+
+def batchable(strong: Side, weak: Side, patcher) -> bool:
+    """One model call can serve both sides when they run the same model (with the same options:
+    the caller checks), nothing replaces ComfyUI's cond batching, and the model carries no
+    per-role weights (a LoRA pair needs a strength per side)."""
+    return (strong.model is weak.model
+            and "sampler_calc_cond_batch_function" not in strong.model_options
+            and pairs.pair_attachment(patcher) is None)
+
+
+def sides_batched(strong: Side, weak: Side, x, timestep):
+    """Both sides' predictions from one ``calc_cond_batch`` over their four conds, then each side's
+    pre-CFG and CFG functions as ``sampling_function`` applies them."""
+    conds = strong.conds_used() + weak.conds_used()
+    options = roles.with_role(strong.model_options, roles.GUIDE)
+    out = comfy.samplers.calc_cond_batch(strong.model, conds, x, timestep, options)
+    return tuple(_cfg(side, side_conds, side_out, x, timestep)
+                 for side, side_conds, side_out in ((strong, conds[:2], out[:2]), (weak, conds[2:], out[2:])))
+
+
+def _cfg(side: Side, conds, out, x, timestep):
+    for fn in side.model_options.get("sampler_pre_cfg_function", []):
+        out = fn({"conds": conds, "conds_out": out, "cond_scale": side.cfg, "timestep": timestep,
+                  "input": x, "sigma": timestep, "model": side.model, "model_options": side.model_options})
+    return comfy.samplers.cfg_function(side.model, out[0], out[1], side.cfg, x, timestep,
+                                       model_options=side.model_options, cond=conds[0], uncond=conds[1])
 
 
 @dataclass

@@ -191,7 +191,10 @@ def cfg_pair_capable(guider) -> bool:
 
 class KnowsWeakSide:
     """A guider with a weak side of its own (W2SD Guider): its own CFG per role (-1 = none) and
-    what differs between its sides besides CFG."""
+    what differs between its sides besides CFG. ``evaluates_guidance``: it answers a call tagged
+    ``roles.GUIDE`` with the guided prediction itself (batching the two sides where it can)."""
+
+    evaluates_guidance = False
 
     def own_role_cfgs(self) -> tuple[float, float]:
         raise NotImplementedError
@@ -212,6 +215,7 @@ class Pair:
     strong: RoleCfg
     weak: RoleCfg
     differences: list
+    cfg_only: bool = False      # the sides differ by CFG alone (same model, conds and options)
 
 
 def _role_cfg(own: float, requested: float, base: float) -> RoleCfg:
@@ -243,9 +247,13 @@ def resolve_pair(guider, strong_cfg: float, weak_cfg: float) -> Pair:
                              f"has none. Set both to -1, or use W2SD Guider.")
     strong = _role_cfg(float(own[0]), float(strong_cfg), base)
     weak = _role_cfg(float(own[1]), float(weak_cfg), base)
-    if not math.isclose(strong.cfg, weak.cfg):
-        differences.append(f"CFG {strong.cfg:g} (strong) vs {weak.cfg:g} (weak)")
     attachment = pair_attachment(getattr(guider, "model_patcher", None))
     if attachment is not None:
         differences.append(describe_attachment(attachment))
-    return Pair(base, strong, weak, differences)
+    cfg_only = not differences
+    if not math.isclose(strong.cfg, weak.cfg):
+        differences.insert(len(differences) - (attachment is not None),
+                           f"CFG {strong.cfg:g} (strong) vs {weak.cfg:g} (weak)")
+    else:
+        cfg_only = False
+    return Pair(base, strong, weak, differences, cfg_only)

@@ -26,8 +26,9 @@ import comfy.k_diffusion.sampling as k_sampling
 import comfy.model_management
 import comfy.samplers
 
-from ..w2sd_core import (DEFAULT_END_PERCENT, DEFAULT_INVERSION, INVERSIONS, ReflectionPlan, RunCost,
-                         reflect, run_cost, sample_with_reflection, sigma_after)
+from ..w2sd_core import (DEFAULT_END_PERCENT, DEFAULT_INVERSION, INVERSIONS, NO_REFLECTION, ReflectionPlan,
+                         RunCost, reflect, run_cost, sample_with_reflection, sigma_after)
+from ..w2sd_core.guidance import DEFAULT_GUIDANCE, DEFAULT_MODE, MODES, guide, guides, reflects
 from . import pairs, roles
 from .common import DEFAULT_REFLECT_STEPS, DEFAULT_REPEATS
 from .slicing import make_noise_sampler, needs_euler
@@ -61,6 +62,8 @@ class Settings:
     inversion: str = DEFAULT_INVERSION
     strong_cfg: float = -1.0
     weak_cfg: float = -1.0
+    mode: str = DEFAULT_MODE
+    guidance: float = DEFAULT_GUIDANCE
 
 
 @dataclass
@@ -69,6 +72,7 @@ class RunReport:
     reflection was skipped."""
     steps: int
     reflected_steps: list[int] = field(default_factory=list)
+    guided_steps: list[int] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
     cost: RunCost | None = None
     skipped: str | None = None
@@ -111,6 +115,9 @@ def wrap_sampler(sampler, **settings) -> ReflectingKSAMPLER:
     inversion = settings.get("inversion", DEFAULT_INVERSION)
     if inversion not in INVERSIONS:
         raise ValueError(f"W2SD: inversion must be one of {', '.join(INVERSIONS)}, got {inversion!r}")
+    mode = settings.get("mode", DEFAULT_MODE)
+    if mode not in MODES:
+        raise ValueError(f"W2SD: mode must be one of {', '.join(MODES)}, got {mode!r}")
     settings = Settings(inner=sampler, **settings)
     make_plan(settings.reflect_steps, settings.repeats, 1.0, None)  # validates λ and repeats now
     return ReflectingKSAMPLER(settings)
@@ -125,12 +132,12 @@ def sample_w2sd(model, x, sigmas, extra_args=None, callback=None, disable=None,
     plan, pair, report = _plan_run(settings, guider, sigmas)
     w2sd.report = report
     inner = settings.inner
-    if not report.reflected_steps:
-        # λ = 0 or nothing to reflect: the wrapped sampler, untouched and in one call.
+    if not (report.reflected_steps or report.guided_steps):
+        # λ = 0 or nothing to do: the wrapped sampler, untouched and in one call.
         return inner.sampler_function(model, x, sigmas, extra_args=extra_args, callback=callback,
                                       disable=disable, **inner.extra_options)
-    log.info("%s; reflecting steps %s (%s)", report.text(), _ranges(report.reflected_steps),
-             ", ".join(pair.differences))
+    log.info("%s; %s steps %s (%s)", report.text(), settings.mode,
+             _ranges(report.reflected_steps or report.guided_steps), ", ".join(pair.differences))
 
     # A snapshot of extra_args: some samplers (the cfg_pp family) write their own post-CFG hooks
     # into the extra_args they are given, and those must not leak across spans.
@@ -142,12 +149,17 @@ def sample_w2sd(model, x, sigmas, extra_args=None, callback=None, disable=None,
         return reflect(x_, sigmas[i], sigmas[i + 1], strong, weak, inversion=settings.inversion,
                        sigma_after=sigma_after(sigmas, i))
 
+    guidance = None
+    if report.guided_steps:
+        guidance = Guidance(frozenset(report.guided_steps), settings.guidance, guider, pair)
     noise_sampler = make_noise_sampler(inner.sampler_function, inner.extra_options, x, sigmas,
                                        extra_args.get("seed", None))
-    with SpanRunner(model, inner, sigmas, base_args, callback, noise_sampler, disable) as spans:
-        out = sample_with_reflection(x, sigmas, plan, reflect_at, spans)
+    with SpanRunner(model, inner, sigmas, base_args, callback, noise_sampler, disable, guidance) as spans:
+        out = sample_with_reflection(x, sigmas, plan if report.reflected_steps else NO_REFLECTION,
+                                     reflect_at, spans)
     report.cost = run_cost(report.steps, report.reflections, pair.cfg, pair.strong.cfg, pair.weak.cfg,
-                           sampler_evaluations=spans.evaluations)
+                           sampler_evaluations=spans.evaluations,
+                           guided=0 if pair.cfg_only else spans.guided)
     return out
 
 
@@ -157,19 +169,55 @@ def _plan_run(settings: Settings, guider, sigmas):
     steps = len(sigmas) - 1
     plan = make_plan(settings.reflect_steps, settings.repeats, settings.end_percent, model_sampling)
     pair = pairs.resolve_pair(guider, settings.strong_cfg, settings.weak_cfg)
-    report = RunReport(steps=steps, differences=pair.differences,
-                       reflected_steps=plan.reflected_steps(sigmas) if steps > 0 else [])
-    if report.reflected_steps and not pair.differences:
+    report = RunReport(steps=steps, differences=pair.differences)
+    planned = plan.reflected_steps(sigmas) if steps > 0 else []
+    if planned and not pair.differences:
         report.skipped = ("nothing differs between the weak and the strong side (no weak model, "
                           "no weak conditioning, equal strong/weak CFG)")
-        log.warning("W2SD: %s: sampling without reflection, no extra model evaluations. Give a "
+        log.warning("W2SD: %s: sampling without W2SD, no extra model evaluations. Give a "
                     "weak_model, weak conditioning or different strong_cfg / weak_cfg.", report.skipped)
-        report.reflected_steps = []
+        planned = []
+    if reflects(settings.mode):
+        report.reflected_steps = planned
+    if guides(settings.mode) and settings.guidance != 0:
+        report.guided_steps = planned
+        if pair.cfg_only and planned:
+            log.info("W2SD: a CFG-only pair in guide mode is plain CFG at %g on the guided steps "
+                     "(no extra evaluations)", cfg_of_guidance(pair, settings.guidance))
     if report.reflected_steps:
         check_inversion(settings.inversion, model_sampling)
+    guided = 0 if pair.cfg_only else len(report.guided_steps)      # one evaluation a step assumed
     report.cost = run_cost(steps, len(report.reflected_steps) * plan.repeats, pair.cfg, pair.strong.cfg,
-                           pair.weak.cfg)
+                           pair.weak.cfg, guided=guided)
     return plan, pair, report
+
+
+def cfg_of_guidance(pair: pairs.Pair, w: float) -> float:
+    """Guidance is linear in CFG: with the same model and conds, D_s + w (D_s - D_w) is plain CFG
+    at this scale."""
+    return pair.strong.cfg + w * (pair.strong.cfg - pair.weak.cfg)
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """The evaluation of a guided step: ``D_s + w (D_s - D_w)``, after each side's own CFG."""
+    steps: frozenset
+    w: float
+    guider: object
+    pair: pairs.Pair
+
+    def __call__(self, model, x, sigma, kwargs):
+        if self.pair.cfg_only:
+            with temporary_cfg(self.guider, cfg_of_guidance(self.pair, self.w)):
+                return model(x, sigma, **kwargs)
+        options = kwargs.get("model_options", {})
+        if getattr(self.guider, "evaluates_guidance", False):
+            tagged = roles.with_role(options, roles.GUIDE, **{roles.GUIDANCE_KEY: self.w})
+            return model(x, sigma, **{**kwargs, "model_options": tagged})
+        # The weak side first: samplers capturing the last call's uncond (CFG++) keep the strong one's.
+        weak = role_call(model, self.guider, roles.WEAK, self.pair.weak.override, x, sigma, kwargs)
+        return guide(role_call(model, self.guider, roles.STRONG, self.pair.strong.override, x, sigma, kwargs),
+                     weak, self.w)
 
 
 @contextlib.contextmanager
@@ -186,28 +234,33 @@ def temporary_cfg(guider, cfg: float | None):
         guider.cfg = saved
 
 
-def role_denoiser(model, guider, role: str, cfg: float | None, extra_args: dict):
-    """``D(x, sigma)`` for one reflection pass: ``model`` called with the role tag (and the
-    role's CFG where the sampler sets it)."""
-    args = {**extra_args, "model_options": roles.with_role(extra_args.get("model_options", {}), role)}
+def role_call(model, guider, role: str, cfg: float | None, x, sigma, kwargs: dict):
+    """``model(x, sigma, **kwargs)`` as one side of the pair: tagged with the role, at the role's
+    CFG where the sampler sets it."""
+    # ComfyUI checks for "stop" only in its progress hook, i.e. once per normal step.
+    comfy.model_management.throw_exception_if_processing_interrupted()
+    options = roles.with_role(kwargs.get("model_options", {}), role)
+    with temporary_cfg(guider, cfg):
+        return model(x, sigma, **{**kwargs, "model_options": options})
 
-    def denoise(x, sigma):
-        # ComfyUI checks for "stop" only in its progress hook, i.e. once per normal step.
-        comfy.model_management.throw_exception_if_processing_interrupted()
-        with temporary_cfg(guider, cfg):
-            return model(x, sigma, **args)
-    return denoise
+
+def role_denoiser(model, guider, role: str, cfg: float | None, extra_args: dict):
+    """``D(x, sigma)`` for one reflection pass."""
+    return lambda x, sigma: role_call(model, guider, role, cfg, x, sigma, extra_args)
 
 
 class SpanRunner:
     """Runs slices of the schedule with the wrapped sampler (``run_span`` of the core loop), with
-    one noise source for all slices, the global step index in callbacks, one progress bar, and
-    the sampler's own evaluations counted (heun, dpmpp_sde... take several per step)."""
+    one noise source for all slices, the global step index in callbacks, one progress bar, the
+    guided evaluation on the guided steps, and the sampler's own evaluations counted (heun,
+    dpmpp_sde... take several per step)."""
 
-    def __init__(self, model, inner, sigmas, extra_args, callback, noise_sampler, disable):
+    def __init__(self, model, inner, sigmas, extra_args, callback, noise_sampler, disable, guidance=None):
         self.model, self.inner, self.sigmas = model, inner, sigmas
         self.extra_args, self.callback, self.noise_sampler = extra_args, callback, noise_sampler
-        self.evaluations = 0
+        self.guidance = guidance
+        self.evaluations = self.guided = 0
+        self.step = 0                 # the step the sampler is in (its callback ends each step)
         self.progress = tqdm(total=len(sigmas) - 1, disable=disable)
 
     def __enter__(self):
@@ -216,17 +269,24 @@ class SpanRunner:
     def __exit__(self, *exc):
         self.progress.close()
 
-    def _counted(self, *args, **kwargs):
+    def _evaluate(self, x, sigma, **kwargs):
         self.evaluations += 1
-        return self.model(*args, **kwargs)
+        if self.guidance is not None and self.step in self.guidance.steps:
+            self.guided += 1
+            return self.guidance(self.model, x, sigma, kwargs)
+        return self.model(x, sigma, **kwargs)
+
+    def _step_done(self, start: int, d: dict):
+        self.step = start + d["i"] + 1
+        if self.callback is not None:
+            # previews and the progress bar expect the step index of the whole schedule
+            self.callback({**d, "i": d["i"] + start})
 
     def __call__(self, x, start: int, end: int):
         span = self.sigmas[start:end + 1]
-        callback = None
-        if self.callback is not None:
-            # previews and the progress bar expect the step index of the whole schedule
-            callback = lambda d: self.callback({**d, "i": d["i"] + start})
-        model = _Counted(self.model, self._counted)
+        self.step = start
+        callback = lambda d: self._step_done(start, d)
+        model = _Counted(self.model, self._evaluate)
         if needs_euler(self.inner.sampler_function, start, end, len(self.sigmas) - 1):
             out = k_sampling.sample_euler(model, x, span, extra_args=dict(self.extra_args),
                                           callback=callback, disable=True)
