@@ -22,7 +22,7 @@ import comfy.patcher_extension
 import comfy.samplers
 from comfy_api.latest import io
 
-from . import compat, pairs, roles
+from . import compat, pairs, roles, validate
 from .sampler import CATEGORY, W2SDKSampler, cfg_pair_inputs, wrap_sampler
 
 log = logging.getLogger("w2sd")
@@ -261,6 +261,7 @@ class W2SDGuiderNode(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, cfg, weak_model=None, weak_positive=None,
                 weak_negative=None, strong_cfg=-1.0, weak_cfg=-1.0) -> io.NodeOutput:
+        validate.inputs(cls, locals())
         compat.require()
         return io.NodeOutput(make_guider(model, positive, negative, cfg, weak_model, weak_positive,
                                          weak_negative, strong_cfg, weak_cfg))

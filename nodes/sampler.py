@@ -31,7 +31,7 @@ from comfy_api.latest import io
 
 from ..w2sd_core import (DEFAULT_END_PERCENT, DEFAULT_INVERSION, DEFAULT_PLAN, INVERSIONS,
                          ReflectionPlan, reflect, run_cost, sample_with_reflection, sigma_after)
-from . import compat, pairs, roles
+from . import compat, pairs, roles, validate
 
 log = logging.getLogger("w2sd")
 
@@ -356,6 +356,7 @@ class W2SDSampler(io.ComfyNode):
     def execute(cls, sampler, reflect_steps=DEFAULT_REFLECT_STEPS, reflect_end_percent=DEFAULT_END_PERCENT,
                 repeats=DEFAULT_REPEATS, inversion=DEFAULT_INVERSION, strong_cfg=-1.0,
                 weak_cfg=-1.0) -> io.NodeOutput:
+        validate.inputs(cls, locals())
         compat.require()
         return io.NodeOutput(wrap_sampler(sampler, reflect_steps=reflect_steps,
                                           end_percent=reflect_end_percent, repeats=repeats,
