@@ -3,7 +3,10 @@ models. Bad inputs are refused at the node boundary with one line naming the nod
 the fix; what already held (mismatched pairs, interruption, memory, determinism) keeps holding.
 
 In-process tests call the nodes' ``execute`` as ComfyUI does; the server tests run ComfyUI's real
-server (its prompt validation, /interrupt and queue) on tiny model files.
+server (its prompt validation, /interrupt and queue) on tiny model files. Other probes that held
+live with their features: every sampler with reflection (test_comfyui_sampler.py), the Inversion
+Step's bad schedules (test_comfyui_inversion.py), plain KSampler bit-identity after a LoRA pair
+(test_comfyui_weak_model.py).
 """
 import gc
 import math
@@ -207,12 +210,14 @@ def test_mismatched_pairs_still_stop_with_the_fix(comfy, lora_dir):
     patched = eps.clone()
     patched.add_object_patch("model_sampling", comfy.model_sampling.ModelSamplingDiscrete(eps.model.model_config))
     sampling_patch = _refusal(lambda: ksample(eps, weak_model=patched))
-    upstream = _refusal(lambda: build_pair(build_pair(eps)))
+    two_builders = _refusal(lambda: build_pair(build_pair(eps)))
+    upstream = _refusal(lambda: build_pair(comfy.sd.load_lora_for_models(eps, None, _lora_sd(lora_dir), 0.5, 0)[0]))
     assert "latent format: strong is SD15, weak is SDXL" in sdxl_like, sdxl_like
     assert "model type: strong is eps, weak is flow" in flow and "share one latent space" in flow, flow
     assert "W2SD Weak Model Builder" in lora_clone, lora_clone
     assert "object patches (model_sampling" in sampling_patch, sampling_patch
-    assert "already carries the LoRA" in upstream and "Connect the model from before" in upstream, upstream
+    for message in (two_builders, upstream):
+        assert "already carries the LoRA" in message and "Connect the model from before" in message, message
     other_family = _refusal(lambda: build_pair(cs.tiny_flux_model()))
     assert "matches none of this model's weights" in other_family and "another model family" in other_family
 
