@@ -27,7 +27,7 @@ import comfy.samplers
 from comfy_api.latest import io
 
 from ..w2sd_core.guidance import guide
-from . import compat, pairs, roles
+from . import compat, pairs, roles, validate
 from .common import CATEGORY, cfg_pair_inputs, weak_side_inputs
 from .reflecting import ReflectingKSAMPLER, wrap_sampler
 
@@ -348,5 +348,6 @@ class W2SDGuiderNode(io.ComfyNode):
     def execute(cls, model, positive, negative, cfg, weak_model=None, weak_positive=None,
                 weak_negative=None, strong_cfg=-1.0, weak_cfg=-1.0) -> io.NodeOutput:
         compat.require()
+        validate.inputs(cls, locals())
         return io.NodeOutput(make_guider(model, positive, negative, cfg, weak_model, weak_positive,
                                          weak_negative, strong_cfg, weak_cfg))

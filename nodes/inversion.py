@@ -27,7 +27,7 @@ import latent_preview
 from comfy_api.latest import io
 
 from ..w2sd_core import invert
-from . import compat
+from . import compat, validate
 from .pairs import is_flow
 from .common import CATEGORY
 
@@ -138,6 +138,7 @@ class W2SDInversionStep(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, latent, sigmas, inversion="next") -> io.NodeOutput:
+        validate.inputs(cls, locals())
         compat.require()
         sigmas = ascending_sigmas(sigmas)
         if is_flow(model.get_model_object("model_sampling")) and float(sigmas[-1]) >= 1.0:

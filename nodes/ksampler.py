@@ -18,7 +18,7 @@ import comfy.utils
 import latent_preview
 from comfy_api.latest import io, ui
 
-from . import compat
+from . import compat, validate
 from .guider import make_guider
 from .common import (CATEGORY, DEFAULT_END_PERCENT, DEFAULT_INVERSION, DEFAULT_REFLECT_STEPS,
                      DEFAULT_REPEATS, cfg_pair_inputs, plan_inputs, weak_side_inputs)
@@ -68,6 +68,7 @@ class W2SDReflectiveKSampler(io.ComfyNode):
                 denoise=1.0, weak_model=None, weak_positive=None, weak_negative=None, strong_cfg=-1.0,
                 weak_cfg=-1.0, reflect_steps=DEFAULT_REFLECT_STEPS, reflect_end_percent=DEFAULT_END_PERCENT,
                 repeats=DEFAULT_REPEATS, inversion=DEFAULT_INVERSION) -> io.NodeOutput:
+        validate.inputs(cls, locals())
         compat.require()
         # From here on: ComfyUI's common_ksampler / comfy.sample.sample, step by step.
         latent = latent_image

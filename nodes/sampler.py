@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from . import compat
+from . import compat, validate
 from .common import (CATEGORY, DEFAULT_END_PERCENT, DEFAULT_INVERSION, DEFAULT_REFLECT_STEPS,
                      DEFAULT_REPEATS, cfg_pair_inputs, plan_inputs)
 from .reflecting import wrap_sampler
@@ -30,6 +30,7 @@ class W2SDSampler(io.ComfyNode):
                 repeats=DEFAULT_REPEATS, inversion=DEFAULT_INVERSION, strong_cfg=-1.0,
                 weak_cfg=-1.0) -> io.NodeOutput:
         compat.require()
+        validate.inputs(cls, locals())
         return io.NodeOutput(wrap_sampler(sampler, reflect_steps=reflect_steps,
                                           end_percent=reflect_end_percent, repeats=repeats,
                                           inversion=inversion, strong_cfg=strong_cfg, weak_cfg=weak_cfg))

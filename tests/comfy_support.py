@@ -208,11 +208,17 @@ def tiny_unet_state_dict(seed: int = 0, scale: float = 0.05):
 def tiny_lora_state_dict(seed: int = 0, rank: int = 4, scale: float = 0.05):
     """A kohya-format LoRA (``lora_unet_*`` keys: lora_up, lora_down, alpha) for the attention
     projections of the tiny SD2 UNet, as ComfyUI's LoraLoader reads it."""
+    return attention_lora(_tiny_sd2_model(), seed, rank, scale)
+
+
+def attention_lora(base_model, seed: int = 0, rank: int = 4, scale: float = 0.05, dtype=None):
+    """A kohya-format LoRA for the 2-D attention weights of a UNet BaseModel (a ModelPatcher's
+    ``.model``); fp16 unless ``dtype`` says otherwise."""
     import torch
     import comfy.lora
-    model = _tiny_sd2_model()
-    key_map = comfy.lora.model_lora_keys_unet(model, {})
-    weights = model.state_dict()
+    dtype = dtype or torch.float16
+    key_map = comfy.lora.model_lora_keys_unet(base_model, {})
+    weights = base_model.state_dict()
     g = torch.Generator().manual_seed(5000 + seed)
     out = {}
     for lora_key, weight_key in sorted(key_map.items()):
@@ -222,10 +228,41 @@ def tiny_lora_state_dict(seed: int = 0, rank: int = 4, scale: float = 0.05):
         weight = weights[weight_key]
         if weight.ndim != 2:
             continue
-        out[f"{lora_key}.lora_up.weight"] = (torch.randn(weight.shape[0], rank, generator=g) * scale).half()
-        out[f"{lora_key}.lora_down.weight"] = (torch.randn(rank, weight.shape[1], generator=g) * scale).half()
-        out[f"{lora_key}.alpha"] = torch.tensor(float(rank)).half()
+        out[f"{lora_key}.lora_up.weight"] = (torch.randn(weight.shape[0], rank, generator=g) * scale).to(dtype)
+        out[f"{lora_key}.lora_down.weight"] = (torch.randn(rank, weight.shape[1], generator=g) * scale).to(dtype)
+        out[f"{lora_key}.alpha"] = torch.tensor(float(rank)).to(dtype)
     return out
+
+
+def pack_module(sub: str):
+    """A module of this pack as ComfyUI loaded it (custom nodes live under their folder's path)."""
+    import importlib
+    return importlib.import_module(f"{str(PACK_DIR).replace('.', '_x_')}.{sub}")
+
+
+def live_tensor_bytes() -> int:
+    """Bytes of every tensor storage Python can reach (after a full collection), each storage
+    counted once: what a leak of tensors kept by Python objects adds to."""
+    import gc
+    import warnings
+    import torch
+    gc.collect()
+    seen, total = set(), 0
+    with warnings.catch_warnings():     # isinstance on deprecated torch aliases warns
+        warnings.simplefilter("ignore")
+        objects = [obj for obj in gc.get_objects() if isinstance(obj, torch.Tensor)]
+    for obj in objects:
+        try:
+            if obj.is_meta:
+                continue
+            storage = obj.untyped_storage()
+        except Exception:  # tensors without storage (sparse, wrapper subclasses)
+            continue
+        key = (storage.data_ptr(), obj.device)
+        if key not in seen:
+            seen.add(key)
+            total += storage.nbytes()
+    return total
 
 
 def write_tiny_checkpoints(models_dir) -> dict:
@@ -427,6 +464,31 @@ class ComfyServer:
 
     def run(self, prompt: dict, timeout: float = 60) -> dict:
         return self.wait(self.queue(prompt), timeout)
+
+    def running_ids(self) -> list[str]:
+        """Ids of the prompts ComfyUI is executing now (/queue's queue_running)."""
+        return [item[1] for item in self.get_json("/queue").get("queue_running", [])]
+
+    def pending_ids(self) -> list[str]:
+        return [item[1] for item in self.get_json("/queue").get("queue_pending", [])]
+
+    def interrupt(self) -> None:
+        """What the UI's "stop" button does: POST /interrupt."""
+        status, _ = self._post_raw("/interrupt", {})
+        assert status == 200, status
+
+    def clear_queue(self) -> None:
+        """What the UI's "clear queue" does: drop every pending prompt."""
+        status, _ = self._post_raw("/queue", {"clear": True})
+        assert status == 200, status
+
+    def _post_raw(self, path: str, data):
+        import json
+        import urllib.request
+        request = urllib.request.Request(self.url(path), data=json.dumps(data).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
 
     @staticmethod
     def succeeded(entry: dict) -> bool:
