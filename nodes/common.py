@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..w2sd_core import DEFAULT_END_PERCENT, DEFAULT_INVERSION, DEFAULT_PLAN, INVERSIONS
-from ..w2sd_core.guidance import DEFAULT_GUIDANCE, DEFAULT_MODE, MODES
+from ..w2sd_core.guidance import DEFAULT_GUIDANCE, DEFAULT_MODE, MODES  # noqa: F401 (re-exported)
 
 CATEGORY = "sampling/w2sd"
 
@@ -44,6 +44,13 @@ def plan_inputs() -> list:
         io.Int.Input("repeats", default=DEFAULT_REPEATS, min=1, max=10, optional=True, tooltip=TIP_REPEATS),
         io.Combo.Input("inversion", options=list(INVERSIONS), default=DEFAULT_INVERSION, optional=True,
                        tooltip=TIP_INVERSION),
+    ]
+
+
+def mode_inputs() -> list:
+    """Reflection, guidance or both on the planned steps. Last on every node: saved workflows list
+    widget values by position, and older ones end before these."""
+    return [
         io.Combo.Input("mode", options=list(MODES), default=DEFAULT_MODE, optional=True, tooltip=TIP_MODE),
         io.Float.Input("guidance", default=DEFAULT_GUIDANCE, min=-10.0, max=100.0, step=0.05, round=0.001,
                        optional=True, tooltip=TIP_GUIDANCE),

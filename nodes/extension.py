@@ -8,8 +8,9 @@ class W2SDExtension(ComfyExtension):
         from .weak_model import W2SDWeakModelBuilder
         from .sampler import W2SDSampler
         from .guider import W2SDGuiderNode
-        from .ksampler import W2SDReflectiveKSampler
-        return [W2SDInversionStep, W2SDWeakModelBuilder, W2SDSampler, W2SDGuiderNode, W2SDReflectiveKSampler]
+        from .ksampler import W2SDReflectiveKSampler, W2SDReflectiveKSamplerAdvanced
+        return [W2SDReflectiveKSampler, W2SDReflectiveKSamplerAdvanced, W2SDGuiderNode, W2SDSampler,
+                W2SDWeakModelBuilder, W2SDInversionStep]
 
 
 async def comfy_entrypoint() -> W2SDExtension:

@@ -141,6 +141,8 @@ class W2SDInversionStep(io.ComfyNode):
         validate.inputs(cls, locals())
         compat.require()
         sigmas = ascending_sigmas(sigmas)
+        latent_image = compat.ksampler_latent(model, latent)
+        validate.latent(cls, "latent", model, latent, latent_image)
         if is_flow(model.get_model_object("model_sampling")) and float(sigmas[-1]) >= 1.0:
             # The result would be x / (1 - sigma) = inf, and a sampler started at sigma 1 with no
             # added noise starts from (1 - sigma) * latent = 0 whatever the latent holds.
@@ -152,7 +154,6 @@ class W2SDInversionStep(io.ComfyNode):
                 f"its low_sigmas) and start the re-sampling at that step.")
         sampler = inversion_sampler(inversion)
 
-        latent_image = compat.ksampler_latent(model, latent)
         noise_mask = latent.get("noise_mask")
         guider = comfy.samplers.CFGGuider(model)
         guider.set_conds(positive, negative)

@@ -32,7 +32,6 @@ def inputs(node_cls, values: dict) -> None:
     names(node, values)
     lora_pair_with_checkpoint(node, values.get("model"), values.get("weak_model"))
     conditioning(node, values)
-    latent(node, values)
 
 
 # ---------------------------------------------------------------- numbers
@@ -157,27 +156,20 @@ def conditioning(node: str, values: dict) -> None:
 
 
 # ---------------------------------------------------------------- latent family
-def latent(node: str, values: dict) -> None:
+def latent(node_cls, key: str, model, given: dict, samples: torch.Tensor) -> None:
     """A latent of another family (SD3's 16 channels into SD1.5, a 5-D video latent into an image
-    model) fails deep inside the model with a conv shape error. Checked after KSampler's own
-    preparation, which fixes up EMPTY latents (channels, a missing frame axis)."""
-    key = "latent_image" if "latent_image" in values else "latent"
-    model, given = values.get("model"), values.get(key)
-    if model is None or not isinstance(given, dict) or not isinstance(given.get("samples"), torch.Tensor):
-        return
-    if getattr(given["samples"], "is_nested", False):
+    model) fails deep inside the model with a conv shape error. ``samples``: ``given`` as the node
+    prepared it the way KSampler does, which fixes up EMPTY latents (channels, a missing frame axis)."""
+    if getattr(samples, "is_nested", False):
         return                     # several latents in one (newer ComfyUIs): no single shape
     fmt = model.get_model_object("latent_format")
     channels, dims = getattr(fmt, "latent_channels", None), getattr(fmt, "latent_dimensions", None)
-    try:
-        samples = compat.ksampler_latent(model, given)
-    except Exception:              # the sampler reports what it cannot handle itself
-        return
     wrong_dims = dims is not None and samples.ndim != dims + 2
     wrong_channels = channels is not None and samples.ndim > 1 and samples.shape[1] != channels
     if wrong_dims or wrong_channels:
+        schema = node_cls.define_schema()
         want = f"{channels}-channel" + (f" {dims}-D" if dims is not None else "")
         raise ValueError(
-            f"{node}: {key} has shape {list(given['samples'].shape)}, but this model samples "
-            f"{want} latents ({type(fmt).__name__}); encode the image with this model's VAE, or "
-            f"start from an empty latent.")
+            f"{schema.display_name or schema.node_id}: {key} has shape {list(given['samples'].shape)}, "
+            f"but this model samples {want} latents ({type(fmt).__name__}); encode the image with "
+            f"this model's VAE, or start from an empty latent.")

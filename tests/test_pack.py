@@ -5,7 +5,7 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-NODE_IDS = {"W2SDReflectiveKSampler", "W2SDGuider", "W2SDSampler", "W2SDInversionStep",
+NODE_IDS = {"W2SDReflectiveKSampler", "W2SDReflectiveKSamplerAdvanced", "W2SDGuider", "W2SDSampler", "W2SDInversionStep",
             "W2SDWeakModelBuilder"}
 
 

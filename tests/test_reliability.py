@@ -61,7 +61,10 @@ def ksample(model, latent=None, seed=5, steps=4, sampler_name="euler", scheduler
 FLOAT_INPUTS = [
     ("W2SDReflectiveKSampler", "cfg"), ("W2SDReflectiveKSampler", "denoise"),
     ("W2SDReflectiveKSampler", "strong_cfg"), ("W2SDReflectiveKSampler", "weak_cfg"),
-    ("W2SDReflectiveKSampler", "reflect_end_percent"),
+    ("W2SDReflectiveKSampler", "reflect_end_percent"), ("W2SDReflectiveKSampler", "guidance"),
+    ("W2SDReflectiveKSamplerAdvanced", "cfg"), ("W2SDReflectiveKSamplerAdvanced", "strong_cfg"),
+    ("W2SDReflectiveKSamplerAdvanced", "weak_cfg"), ("W2SDReflectiveKSamplerAdvanced", "reflect_end_percent"),
+    ("W2SDReflectiveKSamplerAdvanced", "guidance"), ("W2SDSampler", "guidance"),
     ("W2SDGuider", "cfg"), ("W2SDGuider", "strong_cfg"), ("W2SDGuider", "weak_cfg"),
     ("W2SDSampler", "reflect_end_percent"), ("W2SDSampler", "strong_cfg"), ("W2SDSampler", "weak_cfg"),
     ("W2SDInversionStep", "cfg"),
@@ -77,6 +80,11 @@ def valid_arguments(node_id):
     if node_id == "W2SDReflectiveKSampler":
         return dict(model=model, seed=1, steps=3, cfg=3.0, sampler_name="euler", scheduler="normal",
                     positive=cs.cond(0), negative=cs.cond(1), latent_image=cs.latent(1, 8), denoise=1.0,
+                    strong_cfg=3.0, weak_cfg=1.0, reflect_end_percent=0.8)
+    if node_id == "W2SDReflectiveKSamplerAdvanced":
+        return dict(model=model, add_noise="enable", noise_seed=1, steps=3, cfg=3.0, sampler_name="euler",
+                    scheduler="normal", positive=cs.cond(0), negative=cs.cond(1), latent_image=cs.latent(1, 8),
+                    start_at_step=0, end_at_step=10000, return_with_leftover_noise="disable",
                     strong_cfg=3.0, weak_cfg=1.0, reflect_end_percent=0.8)
     if node_id == "W2SDGuider":
         return dict(model=model, positive=cs.cond(0), negative=cs.cond(1), cfg=3.0, strong_cfg=3.0,

@@ -61,6 +61,9 @@ def _str(v):
     return isinstance(v, str) and v != ""
 
 
+#: Added after the first release, last on each node: saved workflows may end before them.
+MODE_WIDGETS = [("mode", _one_of("reflect", "guide", "reflect+guide")), ("guidance", _float(-10, 100))]
+
 CONTRACT = {
     "W2SDReflectiveKSampler": {
         "sockets": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
@@ -70,7 +73,22 @@ CONTRACT = {
                     ("sampler_name", _str), ("scheduler", _str), ("denoise", _float(0, 1)),
                     ("strong_cfg", _cfg_or_same), ("weak_cfg", _cfg_or_same),
                     ("reflect_steps", _int(-1, 10000)), ("reflect_end_percent", _float(0, 1)),
-                    ("repeats", _int(1, 10)), ("inversion", _one_of("next", "current", "official"))],
+                    ("repeats", _int(1, 10)), ("inversion", _one_of("next", "current", "official")),
+                    *MODE_WIDGETS],
+        "outputs": ["LATENT"],
+    },
+    "W2SDReflectiveKSamplerAdvanced": {
+        "sockets": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                    ("latent_image", "LATENT"), ("weak_model", "MODEL"),
+                    ("weak_positive", "CONDITIONING"), ("weak_negative", "CONDITIONING")],
+        "widgets": [("add_noise", _one_of("enable", "disable")), ("noise_seed", _int(0, SEED_MAX)),
+                    ("steps", _int(1, 10000)), ("cfg", _float(0, 100)), ("sampler_name", _str),
+                    ("scheduler", _str), ("start_at_step", _int(0, 10000)), ("end_at_step", _int(0, 10000)),
+                    ("return_with_leftover_noise", _one_of("disable", "enable")),
+                    ("strong_cfg", _cfg_or_same), ("weak_cfg", _cfg_or_same),
+                    ("reflect_steps", _int(-1, 10000)), ("reflect_end_percent", _float(0, 1)),
+                    ("repeats", _int(1, 10)), ("inversion", _one_of("next", "current", "official")),
+                    *MODE_WIDGETS],
         "outputs": ["LATENT"],
     },
     "W2SDGuider": {
@@ -84,7 +102,7 @@ CONTRACT = {
         "sockets": [("sampler", "SAMPLER")],
         "widgets": [("reflect_steps", _int(-1, 10000)), ("reflect_end_percent", _float(0, 1)),
                     ("repeats", _int(1, 10)), ("inversion", _one_of("next", "current", "official")),
-                    ("strong_cfg", _cfg_or_same), ("weak_cfg", _cfg_or_same)],
+                    ("strong_cfg", _cfg_or_same), ("weak_cfg", _cfg_or_same), *MODE_WIDGETS],
         "outputs": ["SAMPLER"],
     },
     "W2SDInversionStep": {
@@ -133,6 +151,8 @@ def widgets(node: dict) -> dict:
              else STOCK_WIDGETS.get(node["type"]))
     assert names is not None, f"no widget table for {node['type']}"
     values = node.get("widgets_values") or []
+    if node["type"] in CONTRACT and len(values) == len(names) - len(MODE_WIDGETS):
+        names = names[:len(values)]          # saved before the mode widgets existed
     assert len(values) == len(names), (f"node {node['id']} ({node['type']}): {len(values)} widget "
                                        f"values, expected {len(names)}: {names}")
     return dict(zip(names, values))
@@ -267,7 +287,8 @@ def test_w2sd_nodes_follow_the_stable_interface(path):
         spec = CONTRACT[node["type"]]
         values = widgets(node)
         for name, check in spec["widgets"]:
-            assert check(values[name]), f"{path.name}: {node['type']}.{name} = {values[name]!r}"
+            if name in values or name not in dict(MODE_WIDGETS):
+                assert check(values[name]), f"{path.name}: {node['type']}.{name} = {values[name]!r}"
         if "control_after_generate" in values:
             assert values["control_after_generate"] in CONTROL_VALUES
         sockets = dict(spec["sockets"])
@@ -480,6 +501,8 @@ def widget_map(node: dict, input_types: dict) -> dict:
         if not is_widget(spec):
             continue
         if i >= len(values):
+            if node["type"] in CONTRACT and name in dict(MODE_WIDGETS):
+                continue       # saved before these widgets existed: the frontend keeps the defaults
             raise ValueError(f"{node['type']} {node['id']}: no widget value for {name!r}")
         out[name] = values[i]
         i += 1 + control_slot(name, spec) + upload_slot(spec)
