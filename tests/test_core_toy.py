@@ -157,7 +157,7 @@ def test_w2sd_with_defaults_beats_strong_only_even_at_equal_evaluations(steps):
 def test_core_import_needs_no_matplotlib():
     import subprocess
     import sys
-    code = ("import sys, w2sd_core, w2sd_core.toy, w2sd_core.demo, w2sd_core.experiments; "
+    code = ("import sys, w2sd_core, w2sd_core.toy, w2sd_core.toy.demo, w2sd_core.toy.experiments, w2sd_core.demo, w2sd_core.experiments; "
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
 
