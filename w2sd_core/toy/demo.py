@@ -7,7 +7,8 @@ mode, shrinks the ring a little and blurs the modes; the weak model does the sam
 (:func:`w2sd_core.toy.toy_problem`). All denoisers are exact posterior means, so the only errors
 are the models' distortions and the sampler's discretisation. Sampling is deterministic Euler
 (= DDIM) on the SD1.x noise schedule with ComfyUI's ``normal`` scheduler, W2SD with the pack's
-defaults (``DEFAULT_PLAN``, ``DEFAULT_INVERSION``, ``DEFAULT_END_PERCENT``).
+``TOY`` preset (every step above 80 % of the denoising, inversion ``next``); the pack's defaults
+reflect nothing (docs/defaults.md).
 
 Writes ``w2sd_demo.png`` (samples over the ideal density), ``metrics.json`` and ``metrics.md`` to
 DIR (default ./demo_out) and prints the markdown table. Runs in a few seconds on a CPU.
@@ -23,7 +24,7 @@ from typing import Optional
 import torch
 
 from ..plan import ReflectionPlan
-from ..sampling import DEFAULT_END_PERCENT, DEFAULT_INVERSION, default_plan, sample_euler, sample_euler_plain
+from ..sampling import TOY, sample_euler, sample_euler_plain
 from .mixtures import DiscreteVPSchedule, mmd2, mode_kl, mode_weights, toy_problem
 
 BANDWIDTH = 0.5   # RBF kernel bandwidth of the MMD (the toy's modes are 0.15 wide, 1.15 apart)
@@ -42,7 +43,7 @@ def run_demo(out_dir="demo_out", seed: int = 0, *, steps: int = 20, points: int 
         problem = toy_problem()
         vp = DiscreteVPSchedule()
         sigmas = vp.normal(steps)
-        plan = default_plan(vp.percent_to_sigma)
+        plan = TOY.plan(vp.percent_to_sigma)
         reflections = plan.repeats * len(plan.reflected_steps(sigmas))
         evals = steps + 2 * reflections
         full = ReflectionPlan(steps=-1)
@@ -58,14 +59,14 @@ def run_demo(out_dir="demo_out", seed: int = 0, *, steps: int = 20, points: int 
 
         def w2sd(weak, p=plan):
             return sample_euler(problem.strong, noise * sigmas[0], sigmas, weak=weak, plan=p,
-                                inversion=DEFAULT_INVERSION)
+                                inversion=TOY.inversion)
 
         runs = [
             ("ideal", "ideal (exact samples)", None, problem.ideal.sample(points, g)),
             ("weak", f"weak, {steps} steps", steps, euler(problem.weak, steps)),
             ("strong", f"strong, {steps} steps", steps, euler(problem.strong, steps)),
             ("strong_equal", f"strong, {evals} steps (equal evaluations)", evals, euler(problem.strong, evals)),
-            ("w2sd", f"W2SD (defaults), {steps} steps", evals, w2sd(problem.weak)),
+            ("w2sd", f"W2SD (toy preset), {steps} steps", evals, w2sd(problem.weak)),
             ("w2sd_full", f"W2SD λ = T-1 (no window), {steps} steps", evals_full, w2sd(problem.weak, full)),
             ("identity", "identity control (weak = strong)", evals, w2sd(problem.strong)),
             ("negative", "negative control (unrelated weak)", evals, w2sd(problem.negative_weak)),
@@ -79,8 +80,8 @@ def run_demo(out_dir="demo_out", seed: int = 0, *, steps: int = 20, points: int 
         result = {
             "settings": {"seed": seed, "steps": steps, "points": points, "scheduler": "normal (SD1.x VP sigmas)",
                          "plan": {"steps": plan.steps, "repeats": plan.repeats,
-                                  "end_percent": DEFAULT_END_PERCENT, "sigma_min": plan.sigma_min},
-                         "inversion": DEFAULT_INVERSION, "reflections": reflections,
+                                  "end_percent": TOY.end_percent, "sigma_min": plan.sigma_min},
+                         "inversion": TOY.inversion, "reflections": reflections,
                          "mmd_bandwidth": BANDWIDTH,
                          "ideal_weights": [round(float(v), 4) for v in problem.ideal.weights]},
             "rows": rows,

@@ -1,4 +1,4 @@
-"""The measurements behind the pack's defaults (README, "Choosing the defaults").
+"""The measurements behind the pack's defaults (docs/defaults.md: the exact-denoiser toy).
 
     python -m w2sd_core.experiments [--out FILE] [--seeds N] [--points N] [--schedule normal|karras]
 
@@ -195,7 +195,7 @@ def markdown(result: dict) -> str:
     lines.append("| T | λ | end % | inversion | repeats | evals | W2SD | mode KL | strong@T | strong@eq | identity | drift | negative |")
     lines.append("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in result["rows"]:
-        default = (r["lam"] == DEFAULT_PLAN.steps and r["repeats"] == DEFAULT_PLAN.repeats
+        default = (DEFAULT_PLAN.steps != 0 and r["lam"] == DEFAULT_PLAN.steps and r["repeats"] == DEFAULT_PLAN.repeats
                    and r["inversion"] == DEFAULT_INVERSION and abs(r["end_percent"] - DEFAULT_END_PERCENT) < 1e-9)
         lines.append(
             f"| {r['steps']}{' (default)' if default else ''} | {r['lam']} | {r['end_percent']:.2f} | {r['inversion']} | {r['repeats']} | {r['evals']} "
