@@ -35,6 +35,7 @@ def _guider(model, cfg=5.0, **optional):
 
 def _w2sd(name="euler", **inputs):
     import comfy.samplers
+    inputs.setdefault("reflect_steps", -1)   # these tests exercise reflection; the default is off
     return cs.node_class("W2SDSampler").execute(comfy.samplers.sampler_object(name), **inputs).args[0]
 
 
@@ -250,6 +251,7 @@ def test_a_plain_sampler_reflects_with_the_default_plan(comfy):
     default = default_plan(model.get_model_object("model_sampling").percent_to_sigma)
     expected = len(default.reflected_steps(_sigmas(model, 4))) * default.repeats
     roles = [c.role for c in calls]
-    assert expected > 0
+    # the default plan reflects nothing (docs/defaults.md): plain steps only, as in the core
+    assert expected == 0 and default.steps == 0
     assert roles.count("reflect_strong") == roles.count("reflect_weak") == expected
     assert roles.count(None) == 4

@@ -45,6 +45,7 @@ def _cfg_guider(model, cfg=5.0, kind="eps"):
 
 
 def _w2sd(sampler, **inputs):
+    inputs.setdefault("reflect_steps", -1)   # these tests exercise reflection; the default is off
     return cs.node_class("W2SDSampler").execute(sampler, **inputs).args[0]
 
 
