@@ -118,6 +118,7 @@ def w2sd_sampler(sampler="euler", **inputs):
     import comfy_support
     if isinstance(sampler, str):
         sampler = comfy.samplers.sampler_object(sampler)
+    inputs.setdefault("reflect_steps", -1)   # the tests exercise the method; the default is off
     return comfy_support.node_class("W2SDSampler").execute(sampler, **inputs).args[0]
 
 

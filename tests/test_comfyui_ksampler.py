@@ -18,6 +18,7 @@ SAMPLERS = ["euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "uni_pc", "d
 def _run(model, latent, steps=4, cfg=5.0, sampler_name="euler", scheduler="normal", seed=5, denoise=1.0,
          positive=None, negative=None, kind="eps", **optional):
     node = cs.node_class("W2SDReflectiveKSampler")
+    optional.setdefault("reflect_steps", -1)   # these tests exercise reflection; the default is off
     positive = positive if positive is not None else cs.cond(0, kind)
     negative = negative if negative is not None else cs.cond(1, kind)
     return node.execute(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
