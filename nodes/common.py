@@ -14,12 +14,13 @@ CATEGORY = "sampling/w2sd"
 DEFAULT_REFLECT_STEPS = DEFAULT_PLAN.steps
 DEFAULT_REPEATS = DEFAULT_PLAN.repeats
 
-TIP_REFLECT_STEPS = ("λ: how many steps, from the first, get reflected. -1 = every step but the "
-                     "last, 0 = off (the wrapped sampler exactly).")
+TIP_REFLECT_STEPS = ("λ: how many steps, from the first, W2SD works on. -1 = every step but the last "
+                     "(the paper), 0 = off: the wrapped sampler exactly. Off by default: on learned "
+                     "test models every setting tried made some 20- and 50-step runs worse than "
+                     "plain sampling (docs/defaults.md); A/B it on your own pair.")
 TIP_END_PERCENT = ("Reflect only while the schedule is above this point of the denoising (0 = start, "
-                   "1 = end). The default 0.8 leaves out the last, low-noise steps, where inversion "
-                   "error outweighs the gain at ~20 steps; 0.9-1.0 suits 40+ steps (1.0 = no limit, "
-                   "the paper's setting).")
+                   "1 = end). 0.8 leaves out the last, low-noise steps, where inversion error "
+                   "outweighs the gain at ~20 steps; 1.0 = no limit, the paper's setting.")
 TIP_REPEATS = "Reflections per reflected step (Z-Sampling's T_max). Each costs two more model evaluations."
 TIP_INVERSION = ("Noise label for the weak inversion. next: where the latent sits (exact DDIM "
                  "inversion, default). current: the paper's Eq. 5. official: what the authors' "

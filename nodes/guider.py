@@ -45,12 +45,7 @@ WEAK_MODEL_KEY = "w2sd_weak_model"
 class W2SDGuider(comfy.samplers.CFGGuider, pairs.KnowsWeakSide):
     evaluates_guidance = True
     def __init__(self, model_patcher, weak_model=None):
-        relation = pairs.SAME
-        if weak_model is not None and weak_model is not model_patcher:
-            # The same loaded model patched otherwise is refused by relation(), with its own reason.
-            relation = pairs.relation(model_patcher, weak_model)
-            if relation == pairs.SEPARATE:
-                pairs.validate_pair(model_patcher, weak_model)
+        relation = pairs.checked_relation(model_patcher, weak_model)
         if relation == pairs.SEPARATE:
             # A clone, so the user's MODEL keeps no trace of the pairing.
             model_patcher = model_patcher.clone()

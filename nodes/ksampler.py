@@ -19,7 +19,7 @@ import comfy.utils
 import latent_preview
 from comfy_api.latest import io, ui
 
-from . import compat, validate
+from . import compat, pairs, validate
 from .common import (CATEGORY, DEFAULT_END_PERCENT, DEFAULT_GUIDANCE, DEFAULT_INVERSION, DEFAULT_MODE,
                      DEFAULT_REFLECT_STEPS, DEFAULT_REPEATS, cfg_pair_inputs, mode_inputs, plan_inputs,
                      weak_side_inputs)
@@ -81,6 +81,7 @@ def reflective_ksampler(node_cls, model, seed, steps, cfg, sampler_name, schedul
                            inversion=w2sd.inversion, mode=w2sd.mode, guidance=w2sd.guidance)
     model_sampling = model.get_model_object("model_sampling")
     weak_model = w2sd.weak_model
+    pairs.checked_relation(model, weak_model)     # a wrong pair is refused even when nothing is planned
     if make_plan(w2sd.reflect_steps, w2sd.repeats, w2sd.reflect_end_percent, model_sampling).reflected_steps(sigmas):
         check_inversion(w2sd.inversion, model_sampling)   # before any model is loaded
     else:

@@ -99,6 +99,17 @@ def validate_pair(strong, weak) -> None:
                            "(e.g. two SDXL checkpoints, or two SD1.5 ones).")
 
 
+def checked_relation(strong, weak) -> str:
+    """``relation`` of a weak MODEL input, after every check that applies to it (ValueError)."""
+    if weak is None or weak is strong:
+        return SAME
+    # The same loaded model patched otherwise is refused by relation(), with its own reason.
+    found = relation(strong, weak)
+    if found == SEPARATE:
+        validate_pair(strong, weak)
+    return found
+
+
 def _object_patches_differ(a, b) -> bool:
     return (a.object_patches.keys() != b.object_patches.keys()
             or any(a.object_patches[k] is not b.object_patches[k] for k in a.object_patches))

@@ -50,6 +50,7 @@ def ksample(model, latent=None, seed=5, steps=4, sampler_name="euler", scheduler
     latent = latent if latent is not None else cs.latent(1, 8)
     positive = positive if positive is not None else cs.cond(0)
     negative = negative if negative is not None else cs.cond(1)
+    optional.setdefault("reflect_steps", -1)      # these probes exercise reflection; the default is off
     out = node("W2SDReflectiveKSampler").execute(model, seed, steps, cfg, sampler_name, scheduler,
                                                  positive, negative, latent, 1.0, **optional)
     return out.args[0]["samples"]
