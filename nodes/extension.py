@@ -9,7 +9,9 @@ class W2SDExtension(ComfyExtension):
         from .sampler import W2SDSampler
         from .guider import W2SDGuiderNode
         from .ksampler import W2SDReflectiveKSampler
-        return [W2SDInversionStep, W2SDWeakModelBuilder, W2SDSampler, W2SDGuiderNode, W2SDReflectiveKSampler]
+        from .expert_pair import W2SDExpertPairBuilder
+        return [W2SDInversionStep, W2SDWeakModelBuilder, W2SDSampler, W2SDGuiderNode, W2SDReflectiveKSampler,
+                W2SDExpertPairBuilder]
 
 
 async def comfy_entrypoint() -> W2SDExtension:

@@ -534,3 +534,37 @@ def kohya_lora(model, seed=0, rank=4, dora=0, tucker=True, conv=True, scale=0.1)
         sd[f"{name}.alpha"] = torch.tensor(float(rank) / 2)
     assert used_mid or not (tucker and conv)
     return sd
+
+
+# ---------------------------------------------------------------- tiny HiDream (routed MoE DiT)
+
+TINY_HIDREAM = {
+    "image_model": "hidream", "patch_size": 2, "in_channels": 16, "out_channels": 16,
+    "num_layers": 1, "num_single_layers": 1, "attention_head_dim": 16, "num_attention_heads": 2,
+    "caption_channels": [32, 32], "text_emb_dim": 32, "num_routed_experts": 4,
+    "num_activated_experts": 2, "axes_dims_rope": [8, 4, 4], "max_resolution": [32, 32],
+    "llama_layers": [0, 1],
+}
+
+
+def tiny_hidream_model(seed: int = 0, scale: float = 0.2):
+    """A ComfyUI ModelPatcher around a tiny HiDream (comfy.ldm.hidream): a flow model on 16-channel
+    latents whose image feed-forward layers are routed mixtures of 4 experts (top 2 per token) in
+    both its double- and single-stream block; condition it with ``hidream_cond``. The larger
+    weight scale makes the gates' scores differ clearly between experts."""
+    import comfy.model_base as mb
+    import comfy.supported_models as sm
+
+    config = sm.HiDream(dict(TINY_HIDREAM))
+    model = mb.HiDream(config, device="cpu")
+    return wrap_tiny(model, seed, scale)
+
+
+def hidream_cond(seed: int = 0, tokens: int = 8):
+    """CONDITIONING for ``tiny_hidream_model``: T5-like tokens, per-layer Llama states
+    (``conditioning_llama3``: [batch, layers, tokens, width]) and the pooled vector."""
+    import torch
+    g = torch.Generator().manual_seed(3000 + seed)
+    return [[torch.randn(1, tokens, 32, generator=g),
+             {"pooled_output": torch.randn(1, 32, generator=g),
+              "conditioning_llama3": torch.randn(1, 2, tokens, 32, generator=g)}]]
