@@ -568,3 +568,114 @@ def hidream_cond(seed: int = 0, tokens: int = 8):
     return [[torch.randn(1, tokens, 32, generator=g),
              {"pooled_output": torch.randn(1, 32, generator=g),
               "conditioning_llama3": torch.randn(1, 2, tokens, 32, generator=g)}]]
+
+
+# ---------------------------------------------------------------- real prompts in this process
+#
+# ComfyUI's loaders detect HiDream from fixed full-size settings, so a tiny HiDream cannot come from
+# a file. These test-only nodes stand in for the loaders and text encoders; everything else in a
+# prompt runs as ComfyUI runs it (its validation, its executor, its nodes, ours).
+
+KEPT: dict = {}
+TINY_FAMILIES = ("hidream", "wan_high", "wan_low", "sd_eps")
+
+
+def _tiny_of(family: str, seed: int):
+    if family == "hidream":
+        return tiny_hidream_model(seed)
+    if family in ("wan_high", "wan_low"):
+        return tiny_video_model(seed + (0 if family == "wan_high" else 100))
+    return tiny_model("eps", seed)
+
+
+class TinyModelNode:
+    CATEGORY = "testing"
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"family": (list(TINY_FAMILIES),), "seed": ("INT", {"default": 0, "min": 0})}}
+
+    def load(self, family, seed):
+        return (_tiny_of(family, seed),)
+
+
+class TinyConditioningNode:
+    CATEGORY = "testing"
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"family": (list(TINY_FAMILIES),), "seed": ("INT", {"default": 0, "min": 0})}}
+
+    def encode(self, family, seed):
+        if family == "hidream":
+            return (hidream_cond(seed),)
+        return (cond(seed, tokens=16 if family.startswith("wan") else 77),)
+
+
+class KeepLatentNode:
+    CATEGORY = "testing"
+    RETURN_TYPES = ()
+    FUNCTION = "keep"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"samples": ("LATENT",), "key": ("STRING", {"default": "out"})}}
+
+    def keep(self, samples, key):
+        KEPT[key] = samples["samples"].clone()
+        return {}
+
+
+FIXTURE_NODES = {"W2SDTestTinyModel": TinyModelNode, "W2SDTestConditioning": TinyConditioningNode,
+                 "W2SDTestKeepLatent": KeepLatentNode}
+
+
+class _QuietServer:
+    """What ComfyUI's executor reports to: nothing listens."""
+    client_id = None
+    last_node_id = None
+    last_prompt_id = None
+    sockets_metadata: dict = {}
+
+    def send_sync(self, *args, **kwargs):
+        pass
+
+    def queue_updated(self):
+        pass
+
+
+def _executor_options(execution) -> dict:
+    """What main.py passes the executor in the running release (0.8 reads cache_args)."""
+    import inspect
+    from comfy.cli_args import args
+    if "cache_args" in inspect.signature(execution.PromptExecutor).parameters:
+        return {"cache_args": {"lru": getattr(args, "cache_lru", 0), "ram": getattr(args, "cache_ram", 0)}}
+    return {}
+
+
+def run_prompt(prompt: dict) -> dict:
+    """Validate and execute an API-format prompt with ComfyUI's own validation and executor, in
+    this process; returns {key: samples} of its W2SDTestKeepLatent nodes. Raises with ComfyUI's
+    error text when validation or execution fails."""
+    import uuid
+    import execution
+    comfy_nodes = start_comfyui()
+    if "SamplerCustomAdvanced" not in comfy_nodes.NODE_CLASS_MAPPINGS:
+        asyncio.run(comfy_nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    comfy_nodes.NODE_CLASS_MAPPINGS.update(FIXTURE_NODES)
+    prompt_id = uuid.uuid4().hex
+    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
+    if not valid:
+        raise RuntimeError(f"ComfyUI rejected the prompt: {error} {node_errors}")
+    KEPT.clear()
+    executor = execution.PromptExecutor(_QuietServer(), **_executor_options(execution))
+    executor.execute(prompt, prompt_id, {}, outputs)
+    if not executor.success:
+        errors = [m for m in executor.status_messages if m[0] == "execution_error"]
+        raise RuntimeError(f"ComfyUI failed to run the prompt: {errors}")
+    return dict(KEPT)
