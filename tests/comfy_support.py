@@ -664,9 +664,7 @@ def run_prompt(prompt: dict) -> dict:
     error text when validation or execution fails."""
     import uuid
     import execution
-    comfy_nodes = start_comfyui()
-    if "SamplerCustomAdvanced" not in comfy_nodes.NODE_CLASS_MAPPINGS:
-        asyncio.run(comfy_nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    comfy_nodes = load_extra_nodes()
     comfy_nodes.NODE_CLASS_MAPPINGS.update(FIXTURE_NODES)
     prompt_id = uuid.uuid4().hex
     valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
@@ -679,3 +677,46 @@ def run_prompt(prompt: dict) -> dict:
         errors = [m for m in executor.status_messages if m[0] == "execution_error"]
         raise RuntimeError(f"ComfyUI failed to run the prompt: {errors}")
     return dict(KEPT)
+
+
+def evaluate_roles(patcher, role_list, x, sigma, positive, negative, cfg=1.0, guider=None):
+    """Denoised output of ``patcher`` at (x, sigma) for each role (None: a normal step), each call
+    made inside one real sampling run of ``guider`` (default: a CFGGuider) exactly as a sampler
+    calls its model: wrappers merged, model loaded, injections live."""
+    import torch
+    import comfy.samplers
+    roles = pack_module("nodes.roles")
+    result = {}
+
+    def sampler_fn(model, x_, sigmas, extra_args=None, callback=None, disable=None):
+        s = x.new_ones([x.shape[0]]) * sigma
+        for role in role_list:
+            args = dict(extra_args)
+            if role is not None:
+                args["model_options"] = roles.with_role(extra_args["model_options"], role)
+            result[role] = model(x, s, **args)
+        return x_
+
+    if guider is None:
+        guider = comfy.samplers.CFGGuider(patcher)
+        guider.set_conds(positive, negative)
+        guider.set_cfg(cfg)
+    guider.sample(torch.zeros_like(x), torch.zeros_like(x), comfy.samplers.KSAMPLER(sampler_fn),
+                  torch.tensor([float(sigma), 0.0]), seed=0, disable_pbar=True)
+    return result
+
+
+def patch_with(node_id: str, model, **inputs):
+    """The MODEL a stock model-patch node returns (V1 or V3 node, as the running release has it)."""
+    cls = node_class(node_id)
+    if hasattr(cls, "define_schema"):
+        return cls.execute(model, **inputs).args[0]
+    return getattr(cls(), cls.FUNCTION)(model, **inputs)[0]
+
+
+def load_extra_nodes():
+    """ComfyUI's comfy_extras nodes (FreeU, PAG, SAG, ModelSamplingSD3, SamplerCustomAdvanced...)."""
+    comfy_nodes = start_comfyui()
+    if "SamplerCustomAdvanced" not in comfy_nodes.NODE_CLASS_MAPPINGS:
+        asyncio.run(comfy_nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    return comfy_nodes

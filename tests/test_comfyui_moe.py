@@ -24,25 +24,7 @@ def build(model, start=-1, weights="top-k weights"):
 
 
 def evaluate(patcher, role_list, x, sigma, positive, negative, cfg=1.0):
-    """Denoised output of ``patcher`` at (x, sigma) per role, called inside a real CFGGuider run."""
-    import comfy.samplers
-    result = {}
-
-    def sampler_fn(model, x_, sigmas, extra_args=None, callback=None, disable=None):
-        s = x.new_ones([x.shape[0]]) * sigma
-        for role in role_list:
-            args = dict(extra_args)
-            if role is not None:
-                args["model_options"] = roles().with_role(extra_args["model_options"], role)
-            result[role] = model(x, s, **args)
-        return x_
-
-    guider = comfy.samplers.CFGGuider(patcher)
-    guider.set_conds(positive, negative)
-    guider.set_cfg(cfg)
-    guider.sample(torch.zeros_like(x), torch.zeros_like(x), comfy.samplers.KSAMPLER(sampler_fn),
-                  torch.tensor([float(sigma), 0.0]), seed=0, disable_pbar=True)
-    return result
+    return cs.evaluate_roles(patcher, role_list, x, sigma, positive, negative, cfg)
 
 
 class RoutingRecorder:
