@@ -168,3 +168,65 @@ def test_refusals_name_the_way_out(comfy):
         build(cs.tiny_model("eps"))
     with pytest.raises(ValueError, match="weak_start_rank 0"):
         build(cs.tiny_hidream_model(), 0)
+
+
+# ---------------------------------------------------------------- Wan 2.2's two experts
+
+def wan22_prompt(high_sampler: dict) -> dict:
+    """Wan 2.2 text-to-video as ComfyUI's template chains it, on tiny Wan DiTs and 5-D latents: the
+    high-noise expert runs the first half of a 6-step schedule and hands its noisy latent to the
+    low-noise expert (KSamplerAdvanced from step 3, no new noise)."""
+    p = {
+        "hi": {"class_type": "W2SDTestTinyModel", "inputs": {"family": "wan_high", "seed": 0}},
+        "lo": {"class_type": "W2SDTestTinyModel", "inputs": {"family": "wan_low", "seed": 0}},
+        "hi8": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["hi", 0], "shift": 8.0}},
+        "lo8": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["lo", 0], "shift": 8.0}},
+        "pos": {"class_type": "W2SDTestConditioning", "inputs": {"family": "wan_high", "seed": 0}},
+        "neg": {"class_type": "W2SDTestConditioning", "inputs": {"family": "wan_high", "seed": 1}},
+        "lat": {"class_type": "EmptyHunyuanLatentVideo",
+                "inputs": {"width": 64, "height": 64, "length": 5, "batch_size": 1}},
+        "low": {"class_type": "KSamplerAdvanced", "inputs": {
+            "model": ["lo8", 0], "add_noise": "disable", "noise_seed": 0, "steps": 6, "cfg": 3.5,
+            "sampler_name": "euler", "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
+            "latent_image": ["high", 0], "start_at_step": 3, "end_at_step": 10000,
+            "return_with_leftover_noise": "disable"}},
+        "keep": {"class_type": "W2SDTestKeepLatent", "inputs": {"samples": ["low", 0], "key": "video"}},
+    }
+    p.update(high_sampler)
+    return p
+
+
+STOCK_HIGH = {"high": {"class_type": "KSamplerAdvanced", "inputs": {
+    "model": ["hi8", 0], "add_noise": "enable", "noise_seed": 7, "steps": 6, "cfg": 3.5,
+    "sampler_name": "euler", "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
+    "latent_image": ["lat", 0], "start_at_step": 0, "end_at_step": 3, "return_with_leftover_noise": "enable"}}}
+
+
+def w2sd_high(reflect_steps: int) -> dict:
+    """The high-noise half with W2SD: a CFG pair (strong 3.5 / weak 1.0) on the high-noise expert."""
+    return {
+        "sched": {"class_type": "BasicScheduler", "inputs": {"model": ["hi8", 0], "scheduler": "simple",
+                                                             "steps": 6, "denoise": 1.0}},
+        "split": {"class_type": "SplitSigmas", "inputs": {"sigmas": ["sched", 0], "step": 3}},
+        "noise": {"class_type": "RandomNoise", "inputs": {"noise_seed": 7}},
+        "select": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "w2sampler": {"class_type": "W2SDSampler", "inputs": {
+            "sampler": ["select", 0], "reflect_steps": reflect_steps, "reflect_end_percent": 1.0,
+            "repeats": 1, "inversion": "next", "strong_cfg": -1.0, "weak_cfg": 1.0}},
+        "guider": {"class_type": "W2SDGuider", "inputs": {"model": ["hi8", 0], "positive": ["pos", 0],
+                                                          "negative": ["neg", 0], "cfg": 3.5}},
+        "high": {"class_type": "SamplerCustomAdvanced", "inputs": {
+            "noise": ["noise", 0], "guider": ["guider", 0], "sampler": ["w2sampler", 0],
+            "sigmas": ["split", 0], "latent_image": ["lat", 0]}},
+    }
+
+
+def test_wan22_two_experts_reflecting_the_high_noise_expert(comfy):
+    """5-D video latents through both experts; reflect_steps 0 is the stock two-sampler chain bit
+    for bit, reflection on the high-noise expert changes the video."""
+    stock = cs.run_prompt(wan22_prompt(STOCK_HIGH))["video"]
+    off = cs.run_prompt(wan22_prompt(w2sd_high(0)))["video"]
+    on = cs.run_prompt(wan22_prompt(w2sd_high(2)))["video"]
+    assert stock.shape == (1, 16, 2, 8, 8)
+    assert torch.equal(off, stock)
+    assert torch.isfinite(on).all() and not torch.allclose(on, stock, atol=1e-3)
