@@ -631,8 +631,8 @@ class KeepLatentNode:
         return {}
 
 
-FIXTURE_NODES = {"W2SDTestTinyModel": TinyModelNode, "W2SDTestConditioning": TinyConditioningNode,
-                 "W2SDTestKeepLatent": KeepLatentNode}
+FIXTURE_NODES = {"TinyFixtureModel": TinyModelNode, "TinyFixtureConditioning": TinyConditioningNode,
+                 "TinyFixtureKeepLatent": KeepLatentNode}
 
 
 class _QuietServer:
@@ -660,7 +660,7 @@ def _executor_options(execution) -> dict:
 
 def run_prompt(prompt: dict) -> dict:
     """Validate and execute an API-format prompt with ComfyUI's own validation and executor, in
-    this process; returns {key: samples} of its W2SDTestKeepLatent nodes. Raises with ComfyUI's
+    this process; returns {key: samples} of its TinyFixtureKeepLatent nodes. Raises with ComfyUI's
     error text when validation or execution fails."""
     import uuid
     import execution

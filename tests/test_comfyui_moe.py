@@ -130,9 +130,9 @@ def test_weak_output_equals_a_model_whose_gates_route_that_way(comfy, weights):
 
 def test_in_a_real_prompt_reflect_steps_0_is_ksampler_and_reflection_reroutes(comfy):
     prompt = {
-        "1": {"class_type": "W2SDTestTinyModel", "inputs": {"family": "hidream", "seed": 3}},
-        "2": {"class_type": "W2SDTestConditioning", "inputs": {"family": "hidream", "seed": 0}},
-        "3": {"class_type": "W2SDTestConditioning", "inputs": {"family": "hidream", "seed": 1}},
+        "1": {"class_type": "TinyFixtureModel", "inputs": {"family": "hidream", "seed": 3}},
+        "2": {"class_type": "TinyFixtureConditioning", "inputs": {"family": "hidream", "seed": 0}},
+        "3": {"class_type": "TinyFixtureConditioning", "inputs": {"family": "hidream", "seed": 1}},
         "4": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
         "5": {"class_type": "W2SDExpertPairBuilder",
               "inputs": {"model": ["1", 0], "weak_start_rank": -1, "weak_weights": "top-k weights"}},
@@ -144,7 +144,7 @@ def test_in_a_real_prompt_reflect_steps_0_is_ksampler_and_reflection_reroutes(co
         prompt[nid] = {"class_type": "W2SDReflectiveKSampler",
                        "inputs": {"model": ["5", 0], **common, "reflect_steps": steps, "reflect_end_percent": 1.0}}
     for nid, key in (("6", "stock"), ("7", "off"), ("8", "on")):
-        prompt[f"k{nid}"] = {"class_type": "W2SDTestKeepLatent", "inputs": {"samples": [nid, 0], "key": key}}
+        prompt[f"k{nid}"] = {"class_type": "TinyFixtureKeepLatent", "inputs": {"samples": [nid, 0], "key": key}}
     out = cs.run_prompt(prompt)
     assert torch.equal(out["off"], out["stock"])
     assert torch.isfinite(out["on"]).all() and not torch.allclose(out["on"], out["stock"], atol=1e-3)
@@ -177,12 +177,12 @@ def wan22_prompt(high_sampler: dict) -> dict:
     high-noise expert runs the first half of a 6-step schedule and hands its noisy latent to the
     low-noise expert (KSamplerAdvanced from step 3, no new noise)."""
     p = {
-        "hi": {"class_type": "W2SDTestTinyModel", "inputs": {"family": "wan_high", "seed": 0}},
-        "lo": {"class_type": "W2SDTestTinyModel", "inputs": {"family": "wan_low", "seed": 0}},
+        "hi": {"class_type": "TinyFixtureModel", "inputs": {"family": "wan_high", "seed": 0}},
+        "lo": {"class_type": "TinyFixtureModel", "inputs": {"family": "wan_low", "seed": 0}},
         "hi8": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["hi", 0], "shift": 8.0}},
         "lo8": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["lo", 0], "shift": 8.0}},
-        "pos": {"class_type": "W2SDTestConditioning", "inputs": {"family": "wan_high", "seed": 0}},
-        "neg": {"class_type": "W2SDTestConditioning", "inputs": {"family": "wan_high", "seed": 1}},
+        "pos": {"class_type": "TinyFixtureConditioning", "inputs": {"family": "wan_high", "seed": 0}},
+        "neg": {"class_type": "TinyFixtureConditioning", "inputs": {"family": "wan_high", "seed": 1}},
         "lat": {"class_type": "EmptyHunyuanLatentVideo",
                 "inputs": {"width": 64, "height": 64, "length": 5, "batch_size": 1}},
         "low": {"class_type": "KSamplerAdvanced", "inputs": {
@@ -190,7 +190,7 @@ def wan22_prompt(high_sampler: dict) -> dict:
             "sampler_name": "euler", "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
             "latent_image": ["high", 0], "start_at_step": 3, "end_at_step": 10000,
             "return_with_leftover_noise": "disable"}},
-        "keep": {"class_type": "W2SDTestKeepLatent", "inputs": {"samples": ["low", 0], "key": "video"}},
+        "keep": {"class_type": "TinyFixtureKeepLatent", "inputs": {"samples": ["low", 0], "key": "video"}},
     }
     p.update(high_sampler)
     return p

@@ -52,9 +52,9 @@ def test_each_side_runs_with_its_own_patches(extras, node_id, patched_side):
 
 def test_in_a_real_prompt_reflect_steps_0_is_ksampler(extras):
     prompt = {
-        "1": {"class_type": "W2SDTestTinyModel", "inputs": {"family": "sd_eps", "seed": 6}},
-        "2": {"class_type": "W2SDTestConditioning", "inputs": {"family": "sd_eps", "seed": 0}},
-        "3": {"class_type": "W2SDTestConditioning", "inputs": {"family": "sd_eps", "seed": 1}},
+        "1": {"class_type": "TinyFixtureModel", "inputs": {"family": "sd_eps", "seed": 6}},
+        "2": {"class_type": "TinyFixtureConditioning", "inputs": {"family": "sd_eps", "seed": 0}},
+        "3": {"class_type": "TinyFixtureConditioning", "inputs": {"family": "sd_eps", "seed": 1}},
         "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 128, "height": 128, "batch_size": 1}},
         "5": {"class_type": "FreeU_V2", "inputs": {"model": ["1", 0], **PER_CALL_PATCHES["FreeU_V2"]}},
         "6": {"class_type": "PerturbedAttentionGuidance", "inputs": {"model": ["1", 0], "scale": 3.0}},
@@ -72,7 +72,7 @@ def test_in_a_real_prompt_reflect_steps_0_is_ksampler(extras):
             prompt[key] = {"class_type": "W2SDReflectiveKSampler",
                            "inputs": {**inputs, "weak_model": [weak, 0], "reflect_steps": steps,
                                       "reflect_end_percent": 1.0}}
-        prompt[f"keep_{key}"] = {"class_type": "W2SDTestKeepLatent", "inputs": {"samples": [key, 0], "key": key}}
+        prompt[f"keep_{key}"] = {"class_type": "TinyFixtureKeepLatent", "inputs": {"samples": [key, 0], "key": key}}
     out = cs.run_prompt(prompt)
     assert torch.equal(out["freeu_off"], out["freeu_stock"])
     assert torch.equal(out["pag_weak_off"], out["plain_stock"])

@@ -750,14 +750,14 @@ def core_prompt(prompt: dict, files: dict, latent_name: str) -> dict:
             unet = files["unet"] if checkpoints.index(inp["ckpt_name"]) == 0 else files["unet_weak"]
             p[nid] = {"class_type": "UNETLoader", "inputs": {"unet_name": unet, "weight_dtype": "default"}}
         elif ct == "UNETLoader" and family:
-            p[nid] = {"class_type": "W2SDTestTinyModel",
+            p[nid] = {"class_type": "TinyFixtureModel",
                       "inputs": {"family": tiny_family(inp["unet_name"]), "seed": 0}}
         elif ct == "UNETLoader":
             inp["unet_name"] = files["unet"]
             rewire[(nid, 0)] = [add("ModelSamplingSD3", {"model": [nid, 0], "shift": 3.0}), 0]
         elif ct == "CLIPTextEncode" and family:
             k = texts.setdefault(inp["text"], len(texts))
-            p[nid] = {"class_type": "W2SDTestConditioning", "inputs": {"family": family, "seed": k}}
+            p[nid] = {"class_type": "TinyFixtureConditioning", "inputs": {"family": family, "seed": k}}
         elif ct == "CLIPTextEncode":
             k = texts.setdefault(inp["text"], len(texts))
             p[nid] = {"class_type": "ConditioningAverage",
