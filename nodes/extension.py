@@ -9,8 +9,9 @@ class W2SDExtension(ComfyExtension):
         from .sampler import W2SDSampler
         from .guider import W2SDGuiderNode
         from .ksampler import W2SDReflectiveKSampler, W2SDReflectiveKSamplerAdvanced
+        from .expert_pair import W2SDExpertPairBuilder
         return [W2SDReflectiveKSampler, W2SDReflectiveKSamplerAdvanced, W2SDGuiderNode, W2SDSampler,
-                W2SDWeakModelBuilder, W2SDInversionStep]
+                W2SDWeakModelBuilder, W2SDExpertPairBuilder, W2SDInversionStep]
 
 
 async def comfy_entrypoint() -> W2SDExtension:

@@ -53,6 +53,9 @@ class W2SDGuider(comfy.samplers.CFGGuider, pairs.KnowsWeakSide):
         super().__init__(model_patcher)
         self.weak_relation = relation
         self._options_model = weak_model if relation == pairs.OPTIONS else None
+        if relation == pairs.OPTIONS:
+            log.info("W2SD Guider: the weak side is the same weights with other per-call patches: %s",
+                     ", ".join(pairs.option_differences(model_patcher, weak_model)) or "options")
         self.strong_cfg = -1.0
         self.weak_cfg = -1.0
         self.has_weak_conds = False

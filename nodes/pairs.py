@@ -124,37 +124,94 @@ def _same_weights(a, b) -> bool:
             return False
     if _object_patches_differ(a, b):
         return False
+    if getattr(a, "weight_wrapper_patches", {}) != getattr(b, "weight_wrapper_patches", {}):
+        return False
     return a.hook_patches.keys() == b.hook_patches.keys() and a.injections.keys() == b.injections.keys()
+
+
+#: Object patches replace parts of the loaded model, so one loaded model cannot carry two versions.
+_OBJECT_PATCH_SOURCES = {"model_sampling": "a ModelSampling node", "diffusion_model":
+                         "a node that replaces the diffusion model (compile, caching)",
+                         "manual_cast_dtype": "a compute-dtype node"}
+
+#: Wrapper types ComfyUI runs once per sampling run from the strong model's options (the guider's
+#: outer_sample, prepare_sampling, sampler_sample, predict_noise). Per-call types (calc_cond_batch,
+#: apply_model, diffusion_model) run from the options of each call, so those may differ.
+PER_RUN_WRAPPERS = ("outer_sample", "prepare_sampling", "sampler_sample", "predict_noise")
+#: model_options entries read outside the guider's per-call path: the inpaint wrapper applies the
+#: denoise mask function before the guider sees the call.
+PER_RUN_OPTIONS = {"denoise_mask_function": "a denoise mask function (e.g. Differential Diffusion)"}
+
+
+def per_run_differences(strong, weak) -> list[str]:
+    """What differs between two option sets of one model that ComfyUI applies per sampling run,
+    not per model call: such a difference cannot be given to the weak calls alone."""
+    out = [f"{what}" for key, what in PER_RUN_OPTIONS.items()
+           if not equal(strong.model_options.get(key), weak.model_options.get(key))]
+    out += [f"{kind} wrappers" for kind in PER_RUN_WRAPPERS
+            if not equal(strong.wrappers.get(kind) or {}, weak.wrappers.get(kind) or {})]
+    if not equal({k: v for k, v in strong.callbacks.items() if v}, {k: v for k, v in weak.callbacks.items() if v}):
+        out.append("model callbacks (run at load / pre-run / cleanup)")
+    return out
+
+
+def option_differences(strong, weak) -> list[str]:
+    """Short names of the per-call model patches that differ between the two sides (the report)."""
+    a, b = strong.model_options, weak.model_options
+    out = [k for k in sorted((a.keys() | b.keys()) - {"transformer_options"}) if not equal(a.get(k), b.get(k))]
+    ta, tb = a.get("transformer_options", {}), b.get("transformer_options", {})
+    for group in ("patches", "patches_replace"):
+        ga, gb = ta.get(group, {}), tb.get(group, {})
+        out += [k for k in sorted(ga.keys() | gb.keys()) if not equal(ga.get(k), gb.get(k))]
+    out += [k for k in sorted((ta.keys() | tb.keys()) - {"patches", "patches_replace", "wrappers", "callbacks"})
+            if not equal(ta.get(k), tb.get(k))]
+    out += [f"{k} wrappers" for k in sorted(strong.wrappers.keys() | weak.wrappers.keys())
+            if not equal(strong.wrappers.get(k) or {}, weak.wrappers.get(k) or {})]
+    return out
 
 
 def relation(strong, weak) -> str:
     """``SAME``, ``OPTIONS`` or ``SEPARATE`` (see the constants); raises for a weak model that is
-    the strong model's own weights patched differently."""
+    the strong model's own weights patched differently, or whose difference ComfyUI applies per
+    run rather than per call."""
     if weak is None or weak is strong:
         return SAME
-    if weak.model is strong.model:
-        if not _same_weights(strong, weak):
-            # Two clones of one base with different patches share one set of weights in memory:
-            # every switch between them restores, re-patches and moves the whole model, three
-            # times per reflected step. That is unusably slow, so refuse it with the way out.
-            if _object_patches_differ(strong, weak):
-                patched = ", ".join(sorted(k for k in strong.object_patches.keys() | weak.object_patches.keys()
-                                           if strong.object_patches.get(k) is not weak.object_patches.get(k)))
-                raise ValueError(
-                    f"W2SD: weak_model is the same checkpoint as model with other object patches "
-                    f"({patched}; e.g. a ModelSampling node on one side only). One loaded model "
-                    f"cannot be both at once: patch both sides the same way, or load a second "
-                    f"checkpoint as weak_model.")
-            raise ValueError(
-                "W2SD: weak_model is the same checkpoint as model with different weight patches "
-                "(e.g. a LoRA at another strength). Sampling the two in turn would reload the "
-                "weights three times per reflected step. Use 'W2SD Weak Model Builder' (it applies "
-                "the LoRA difference per role without switching weights), or load a second "
-                "checkpoint as weak_model.")
-        if equal(strong.model_options, weak.model_options) and equal(strong.wrappers, weak.wrappers):
-            return SAME
-        return OPTIONS
-    return SEPARATE
+    if weak.model is not strong.model:
+        return SEPARATE
+    if not _same_weights(strong, weak):
+        _refuse_weight_difference(strong, weak)
+    if equal(strong.model_options, weak.model_options) and equal(strong.wrappers, weak.wrappers):
+        return SAME
+    per_run = per_run_differences(strong, weak)
+    if per_run:
+        raise ValueError(
+            f"W2SD: weak_model is model with other patches, and some of them act once per sampling run, "
+            f"not per model call: {'; '.join(per_run)}. One run cannot give them to the weak passes "
+            f"alone. Apply those to both models (or neither) and keep the per-call patches (attention, "
+            f"block, CFG-function patches, model_function_wrapper) as the difference.")
+    return OPTIONS
+
+
+def _refuse_weight_difference(strong, weak):
+    # Two clones of one base with different weights share one set of weights in memory: every
+    # switch between them restores, re-patches and moves the whole model, three times per
+    # reflected step. That is unusably slow, so refuse it with the way out.
+    if _object_patches_differ(strong, weak):
+        keys = sorted(k for k in strong.object_patches.keys() | weak.object_patches.keys()
+                      if strong.object_patches.get(k) is not weak.object_patches.get(k))
+        sources = sorted({_OBJECT_PATCH_SOURCES.get(k, f"a node that sets {k}") for k in keys})
+        raise ValueError(
+            f"W2SD: weak_model is the same checkpoint as model with other object patches "
+            f"({', '.join(keys)}; {', '.join(sources)} on one side only). One loaded model "
+            f"cannot be both at once: patch both sides the same way, or load a second "
+            f"checkpoint as weak_model.")
+    raise ValueError(
+        "W2SD: weak_model is the same checkpoint as model with different weight patches "
+        "(e.g. a LoRA at another strength, or a weight-editing node such as the attention "
+        "multiply nodes on one side). Sampling the two in turn would reload the weights three "
+        "times per reflected step. For a LoRA use 'W2SD Weak Model Builder' (it applies the LoRA "
+        "difference per role without switching weights); otherwise patch both sides the same "
+        "way, or load a second checkpoint as weak_model.")
 
 
 def equal(a, b) -> bool:

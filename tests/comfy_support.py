@@ -596,3 +596,189 @@ def kohya_lora(model, seed=0, rank=4, dora=0, tucker=True, conv=True, scale=0.1)
         sd[f"{name}.alpha"] = torch.tensor(float(rank) / 2)
     assert used_mid or not (tucker and conv)
     return sd
+
+
+# ---------------------------------------------------------------- tiny HiDream (routed MoE DiT)
+
+TINY_HIDREAM = {
+    "image_model": "hidream", "patch_size": 2, "in_channels": 16, "out_channels": 16,
+    "num_layers": 1, "num_single_layers": 1, "attention_head_dim": 16, "num_attention_heads": 2,
+    "caption_channels": [32, 32], "text_emb_dim": 32, "num_routed_experts": 4,
+    "num_activated_experts": 2, "axes_dims_rope": [8, 4, 4], "max_resolution": [32, 32],
+    "llama_layers": [0, 1],
+}
+
+
+def tiny_hidream_model(seed: int = 0, scale: float = 0.2):
+    """A ComfyUI ModelPatcher around a tiny HiDream (comfy.ldm.hidream): a flow model on 16-channel
+    latents whose image feed-forward layers are routed mixtures of 4 experts (top 2 per token) in
+    both its double- and single-stream block; condition it with ``hidream_cond``. The larger
+    weight scale makes the gates' scores differ clearly between experts."""
+    import comfy.model_base as mb
+    import comfy.supported_models as sm
+
+    config = sm.HiDream(dict(TINY_HIDREAM))
+    model = mb.HiDream(config, device="cpu")
+    return wrap_tiny(model, seed, scale)
+
+
+def hidream_cond(seed: int = 0, tokens: int = 8):
+    """CONDITIONING for ``tiny_hidream_model``: T5-like tokens, per-layer Llama states
+    (``conditioning_llama3``: [batch, layers, tokens, width]) and the pooled vector."""
+    import torch
+    g = torch.Generator().manual_seed(3000 + seed)
+    return [[torch.randn(1, tokens, 32, generator=g),
+             {"pooled_output": torch.randn(1, 32, generator=g),
+              "conditioning_llama3": torch.randn(1, 2, tokens, 32, generator=g)}]]
+
+
+# ---------------------------------------------------------------- real prompts in this process
+#
+# ComfyUI's loaders detect HiDream from fixed full-size settings, so a tiny HiDream cannot come from
+# a file. These test-only nodes stand in for the loaders and text encoders; everything else in a
+# prompt runs as ComfyUI runs it (its validation, its executor, its nodes, ours).
+
+KEPT: dict = {}
+TINY_FAMILIES = ("hidream", "wan_high", "wan_low", "sd_eps")
+
+
+def _tiny_of(family: str, seed: int):
+    if family == "hidream":
+        return tiny_hidream_model(seed)
+    if family in ("wan_high", "wan_low"):
+        return tiny_video_model(seed + (0 if family == "wan_high" else 100))
+    return tiny_model("eps", seed)
+
+
+class TinyModelNode:
+    CATEGORY = "testing"
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"family": (list(TINY_FAMILIES),), "seed": ("INT", {"default": 0, "min": 0})}}
+
+    def load(self, family, seed):
+        return (_tiny_of(family, seed),)
+
+
+class TinyConditioningNode:
+    CATEGORY = "testing"
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"family": (list(TINY_FAMILIES),), "seed": ("INT", {"default": 0, "min": 0})}}
+
+    def encode(self, family, seed):
+        if family == "hidream":
+            return (hidream_cond(seed),)
+        return (cond(seed, tokens=16 if family.startswith("wan") else 77),)
+
+
+class KeepLatentNode:
+    CATEGORY = "testing"
+    RETURN_TYPES = ()
+    FUNCTION = "keep"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"samples": ("LATENT",), "key": ("STRING", {"default": "out"})}}
+
+    def keep(self, samples, key):
+        KEPT[key] = samples["samples"].clone()
+        return {}
+
+
+FIXTURE_NODES = {"TinyFixtureModel": TinyModelNode, "TinyFixtureConditioning": TinyConditioningNode,
+                 "TinyFixtureKeepLatent": KeepLatentNode}
+
+
+class _QuietServer:
+    """What ComfyUI's executor reports to: nothing listens."""
+    client_id = None
+    last_node_id = None
+    last_prompt_id = None
+    sockets_metadata: dict = {}
+
+    def send_sync(self, *args, **kwargs):
+        pass
+
+    def queue_updated(self):
+        pass
+
+
+def _executor_options(execution) -> dict:
+    """What main.py passes the executor in the running release (0.8 reads cache_args)."""
+    import inspect
+    from comfy.cli_args import args
+    if "cache_args" in inspect.signature(execution.PromptExecutor).parameters:
+        return {"cache_args": {"lru": getattr(args, "cache_lru", 0), "ram": getattr(args, "cache_ram", 0)}}
+    return {}
+
+
+def run_prompt(prompt: dict) -> dict:
+    """Validate and execute an API-format prompt with ComfyUI's own validation and executor, in
+    this process; returns {key: samples} of its TinyFixtureKeepLatent nodes. Raises with ComfyUI's
+    error text when validation or execution fails."""
+    import uuid
+    import execution
+    comfy_nodes = load_extra_nodes()
+    comfy_nodes.NODE_CLASS_MAPPINGS.update(FIXTURE_NODES)
+    prompt_id = uuid.uuid4().hex
+    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
+    if not valid:
+        raise RuntimeError(f"ComfyUI rejected the prompt: {error} {node_errors}")
+    KEPT.clear()
+    executor = execution.PromptExecutor(_QuietServer(), **_executor_options(execution))
+    executor.execute(prompt, prompt_id, {}, outputs)
+    if not executor.success:
+        errors = [m for m in executor.status_messages if m[0] == "execution_error"]
+        raise RuntimeError(f"ComfyUI failed to run the prompt: {errors}")
+    return dict(KEPT)
+
+
+def evaluate_roles(patcher, role_list, x, sigma, positive, negative, cfg=1.0, guider=None):
+    """Denoised output of ``patcher`` at (x, sigma) for each role (None: a normal step), each call
+    made inside one real sampling run of ``guider`` (default: a CFGGuider) exactly as a sampler
+    calls its model: wrappers merged, model loaded, injections live."""
+    import torch
+    import comfy.samplers
+    roles = pack_module("nodes.roles")
+    result = {}
+
+    def sampler_fn(model, x_, sigmas, extra_args=None, callback=None, disable=None):
+        s = x.new_ones([x.shape[0]]) * sigma
+        for role in role_list:
+            args = dict(extra_args)
+            if role is not None:
+                args["model_options"] = roles.with_role(extra_args["model_options"], role)
+            result[role] = model(x, s, **args)
+        return x_
+
+    if guider is None:
+        guider = comfy.samplers.CFGGuider(patcher)
+        guider.set_conds(positive, negative)
+        guider.set_cfg(cfg)
+    guider.sample(torch.zeros_like(x), torch.zeros_like(x), comfy.samplers.KSAMPLER(sampler_fn),
+                  torch.tensor([float(sigma), 0.0]), seed=0, disable_pbar=True)
+    return result
+
+
+def patch_with(node_id: str, model, **inputs):
+    """The MODEL a stock model-patch node returns (V1 or V3 node, as the running release has it)."""
+    cls = node_class(node_id)
+    if hasattr(cls, "define_schema"):
+        return cls.execute(model, **inputs).args[0]
+    return getattr(cls(), cls.FUNCTION)(model, **inputs)[0]
+
+
+def load_extra_nodes():
+    """ComfyUI's comfy_extras nodes (FreeU, PAG, SAG, ModelSamplingSD3, SamplerCustomAdvanced...)."""
+    comfy_nodes = start_comfyui()
+    if "SamplerCustomAdvanced" not in comfy_nodes.NODE_CLASS_MAPPINGS:
+        asyncio.run(comfy_nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    return comfy_nodes
