@@ -135,14 +135,19 @@ def classify(value, param: str, geometry, function, weight_slice):
     return NeedsHooks(f"unsupported patch type {type(value).__name__}")
 
 
-def analyse_lora(model, lora_sd: dict) -> LoraAnalysis:
-    """Match a LoRA state dict to ``model`` (a ModelPatcher) the way comfy.sd.load_lora_for_models
-    does, and decide for every patch how the pair applies it."""
-    result = LoraAnalysis()
+def _term_kind(how, geometry, weight_slice) -> list[str]:
+    """The report's counters a delta term adds to."""
+    if isinstance(how, LoraTerm):
+        kinds = ["LoCon (conv)" if isinstance(geometry, ConvGeometry) else "LoRA"]
+        return kinds + (["sliced (fused QKV)"] if weight_slice is not None else [])
+    return ["full diff" if isinstance(how, DenseTerm) else "bias diff"]
+
+
+def _load_patches(model, lora_sd: dict, result: "LoraAnalysis") -> dict:
+    """ComfyUI's own key matching; counts the file keys it left (text-encoder keys apart)."""
     lora_sd = comfy.lora_convert.convert_lora(lora_sd)
     recording = _RecordingDict(lora_sd)
-    key_map = comfy.lora.model_lora_keys_unet(model.model, {})
-    patches = comfy.lora.load_lora(recording, key_map, log_missing=False)
+    patches = comfy.lora.load_lora(recording, comfy.lora.model_lora_keys_unet(model.model, {}), log_missing=False)
     result.file_keys = len(lora_sd)
     for k in lora_sd:
         if k in recording.used:
@@ -151,13 +156,18 @@ def analyse_lora(model, lora_sd: dict) -> LoraAnalysis:
             result.text_encoder_keys += 1
         else:
             result.unmatched_keys.append(k)
+    return patches
 
+
+def analyse_lora(model, lora_sd: dict) -> LoraAnalysis:
+    """Match a LoRA state dict to ``model`` (a ModelPatcher) the way comfy.sd.load_lora_for_models
+    does, and decide for every patch how the pair applies it."""
+    result = LoraAnalysis()
     state_keys = set(model.model.state_dict().keys())
     per_module: dict[str, list] = {}
     geometries: dict[str, object] = {}
-    counts = {"LoRA": 0, "LoCon (conv)": 0, "sliced (fused QKV)": 0, "full diff": 0, "bias diff": 0,
-              "set": 0}
-    for key, value in patches.items():
+    counts = dict.fromkeys(("LoRA", "LoCon (conv)", "sliced (fused QKV)", "full diff", "bias diff", "set"), 0)
+    for key, value in _load_patches(model, lora_sd, result).items():
         param_key, weight_slice, function = split_key(key)
         if param_key not in state_keys:
             result.skipped.append((param_key, "not in the model"))
@@ -185,14 +195,8 @@ def analyse_lora(model, lora_sd: dict) -> LoraAnalysis:
         result.fused[key] = value
         per_module.setdefault(module_name, []).append(how)
         geometries[module_name] = geometry
-        if isinstance(how, LoraTerm):
-            counts["LoCon (conv)" if isinstance(geometry, ConvGeometry) else "LoRA"] += 1
-            if weight_slice is not None:
-                counts["sliced (fused QKV)"] += 1
-        elif isinstance(how, DenseTerm):
-            counts["full diff"] += 1
-        else:
-            counts["bias diff"] += 1
+        for kind in _term_kind(how, geometry, weight_slice):
+            counts[kind] += 1
     result.layers = {name: LayerDelta(terms, geometries[name]) for name, terms in per_module.items()}
     result.counts = {k: v for k, v in counts.items() if v}
     return result
