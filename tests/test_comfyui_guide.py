@@ -198,3 +198,13 @@ def test_advanced_reflects_only_the_part_it_runs(comfy):
               strong_cfg=5.0, weak_cfg=1.0)
     # steps 3-5 of the 6 run here; step 5 goes into sigma 0 and is never reflected
     assert [c.role for c in calls].count("reflect_strong") == 2
+
+
+def test_the_pair_term_enters_after_each_sides_cfg_functions(comfy):
+    """Post-CFG patches (here a clamp, nonlinear on purpose) apply to each side's CFG result, then
+    the sides combine: D_s + w (D_s - D_w) of the patched sides, also on the batched path."""
+    model = cs.tiny_model("eps").clone()
+    model.set_model_sampler_post_cfg_function(lambda args: args["denoised"].clamp(-0.3, 0.3))
+    got, want = _guided_vs_sides(_w2sd_guider(model, weak_positive=cs.cond(5), weak_cfg=2.0))
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+    assert float(got.abs().max()) > 0.3          # the combination is not clamped again
