@@ -215,18 +215,19 @@ class Side(NamedTuple):
 
 def batchable(strong: Side, weak: Side, patcher) -> bool:
     """One model call can serve both sides when they run the same model (with the same options:
-    the caller checks), nothing replaces ComfyUI's cond batching, and the model carries no
-    per-role weights (a LoRA pair needs a strength per side)."""
+    the caller checks), nothing replaces ComfyUI's cond batching, and the model's own pair, if
+    any, can tell the sides apart per chunk of the batch (a LoRA delta can)."""
     return (strong.model is weak.model
             and "sampler_calc_cond_batch_function" not in strong.model_options
-            and pairs.pair_attachment(patcher) is None)
+            and pairs.sides_batch_per_chunk(pairs.pair_attachment(patcher)))
 
 
 def sides_batched(strong: Side, weak: Side, x, timestep):
     """Both sides' predictions from one ``calc_cond_batch`` over their four conds, then each side's
     pre-CFG and CFG functions as ``sampling_function`` applies them."""
     conds = strong.conds_used() + weak.conds_used()
-    options = roles.with_role(strong.model_options, roles.GUIDE)
+    options = roles.with_role(strong.model_options, roles.GUIDE,
+                              **{roles.COND_ROLES_KEY: [roles.STRONG] * 2 + [roles.WEAK] * 2})
     out = comfy.samplers.calc_cond_batch(strong.model, conds, x, timestep, options)
     return tuple(_cfg(side, side_conds, side_out, x, timestep)
                  for side, side_conds, side_out in ((strong, conds[:2], out[:2]), (weak, conds[2:], out[2:])))

@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 import threading
 
+import torch
+
 import comfy.hooks
 
 from ..w2sd_core.lora_delta import LayerDelta
 from .lora_analysis import split_key
 from .owned_hooks import OwnedHooks
-from .roles import STRONG, WEAK, role_of_apply_model
+from .roles import COND_ROLES_KEY, GUIDE, STRONG, WEAK, options_of_apply_model, role_of, role_of_apply_model
 
 log = logging.getLogger("w2sd")
 
@@ -30,7 +32,7 @@ class LoraDeltaRuntime:
         self._hooks = OwnedHooks({name: self._hook(name) for name in layers}, with_kwargs=True)
         self._audit_pending = True
         self._fired: set = set()
-        self.calls = {STRONG: 0, WEAK: 0, None: 0}
+        self.calls = {STRONG: 0, WEAK: 0, GUIDE: 0, None: 0}
 
     # -- active strength (set by the wrapper, read by the hooks)
     def active(self) -> float:
@@ -63,21 +65,32 @@ class LoraDeltaRuntime:
 
         def hook(module, args, kwargs, output):
             strength = getattr(self._local, "strength", 0.0)
-            if strength == 0.0:
+            if not _any(strength):
                 return None
             x = args[0] if args else kwargs.get("input", kwargs.get("x"))
             if getattr(self._local, "audit", False):
                 self._fired.add(name)
+            if isinstance(strength, tuple):
+                return _add_per_chunk(delta, output, x, strength, name)
             return delta.add_to(output, x, strength)
         return hook
+
+    def _strength_of(self, args, kwargs):
+        """The call's strength; a batched guided call gets one per chunk of its batch."""
+        options = options_of_apply_model(args, kwargs)
+        role = role_of(options)
+        if role == GUIDE:
+            cond_roles = options.get(COND_ROLES_KEY, ())
+            return tuple(self.strengths.get(cond_roles[i], 0.0) for i in options.get("cond_or_uncond", ()))
+        return self.strengths.get(role, 0.0)
 
     # -- the APPLY_MODEL wrapper
     def apply_model_wrapper(self, executor, *args, **kwargs):
         role = role_of_apply_model(args, kwargs)
-        strength = self.strengths.get(role, 0.0)
-        self.calls[role if role in (STRONG, WEAK) else None] += 1
+        strength = self._strength_of(args, kwargs)
+        self.calls[role if role in (STRONG, WEAK, GUIDE) else None] += 1
         previous = getattr(self._local, "strength", 0.0)
-        audit = strength != 0.0 and self._audit_pending
+        audit = _any(strength) and self._audit_pending
         self._local.strength = strength
         self._local.audit = audit
         try:
@@ -95,6 +108,24 @@ class LoraDeltaRuntime:
                             "reflection pass, so the role strengths do not reach them (first: %s)",
                             len(missing), len(self.layers), ", ".join(missing[:5]))
         return out
+
+
+def _any(strength) -> bool:
+    return any(strength) if isinstance(strength, tuple) else strength != 0.0
+
+
+def _add_per_chunk(delta, output, x, strengths: tuple, name: str):
+    """A batched guided call: chunk j of the batch (one cond list each) gets strength j."""
+    k = len(strengths)
+    if output.shape[0] % k or x.shape[0] != output.shape[0]:
+        raise RuntimeError(f"W2SD LoRA delta: layer {name} does not see the batch first, so one batched "
+                           f"call cannot give each side its strength; use mode reflect with this model.")
+    b = output.shape[0] // k
+    parts = [delta.add_to(output.narrow(0, j * b, b), x.narrow(0, j * b, b), s) if s
+             else output.narrow(0, j * b, b) for j, s in enumerate(strengths)]
+    if all(p.data_ptr() == output.narrow(0, j * b, b).data_ptr() for j, p in enumerate(parts)):
+        return output                     # added in place
+    return torch.cat(parts)
 
 
 class WeightHookFallback:

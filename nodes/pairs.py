@@ -243,6 +243,16 @@ def pair_attachment(model_patcher):
     return get(PAIR_ATTACHMENT) if get is not None else None
 
 
+def sides_batch_per_chunk(attachment) -> bool:
+    """Whether a model's pair applies each side per chunk of one batched call: LoRA deltas do (a
+    strength per chunk); weight hooks and expert routing switch per call only."""
+    while attachment is not None:
+        if attachment.get("kind") != "lora_delta" or attachment.get("fallback_patches"):
+            return False
+        attachment = attachment.get("stacked_on")
+    return True
+
+
 def describe_attachment(attachment) -> str:
     if isinstance(attachment, dict):
         return str(attachment.get("summary") or attachment.get("kind") or "model pair")

@@ -11,6 +11,9 @@ WEAK = "reflect_weak"
 #: guidance scale under GUIDANCE_KEY.
 GUIDE = "guide"
 GUIDANCE_KEY = "w2sd_guidance"
+#: In a batched guided call: the role of each cond list, by position (ComfyUI's cond_or_uncond
+#: says which cond list each chunk of the batch is).
+COND_ROLES_KEY = "w2sd_cond_roles"
 
 #: ModelPatcher attachment naming a weak/strong difference that travels with the MODEL itself
 #: (e.g. a LoRA at two strengths): a dict with at least "kind" and "summary".
@@ -32,10 +35,14 @@ def with_role(model_options: dict, role: str, **extra) -> dict:
     return options
 
 
-def role_of_apply_model(args, kwargs) -> str | None:
-    """The role of a call seen by an APPLY_MODEL wrapper (BaseModel._apply_model's arguments:
-    transformer_options by name, or sixth by position)."""
+def options_of_apply_model(args, kwargs) -> dict:
+    """The transformer_options an APPLY_MODEL wrapper sees (BaseModel._apply_model's arguments:
+    by name, or sixth by position)."""
     options = kwargs.get("transformer_options")
     if options is None:
         options = args[5] if len(args) > 5 else {}
-    return role_of(options)
+    return options or {}
+
+
+def role_of_apply_model(args, kwargs) -> str | None:
+    return role_of(options_of_apply_model(args, kwargs))

@@ -76,8 +76,13 @@ def test_a_model_carrying_a_lora_pair_is_guided_per_role(comfy, tmp_path):
     base = cs.tiny_model("eps", seed=1)
     pair = cs.pack_module("nodes.lora_pair").build_lora_pair(
         base, cs.kohya_lora(base, seed=2, tucker=False), "test", 0.5, 1.5, -1.0).model
-    got, want = _guided_vs_sides(_w2sd_guider(pair))
+    counted, calls = instrument(pair)
+    calls.clear()
+    got, want = _guided_vs_sides(_w2sd_guider(counted))
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+    # one model call for both sides: the LoRA delta takes each chunk's strength
+    guided_calls = [c for c in calls if c.role == "guide"]
+    assert len(guided_calls) == 1 and guided_calls[0].batch == 4
     # and the sides are the LoRA at its strong and weak strengths
     strong = comfy.sd.load_lora_for_models(base, None, cs.kohya_lora(base, seed=2, tucker=False), 1.5, 0)[0]
     sides = {}
