@@ -29,6 +29,13 @@ class Preset:
         return ReflectionPlan.until_percent(self.end_percent, percent_to_sigma, steps=self.steps,
                                             repeats=self.repeats, max_step=self.max_step)
 
+    def evaluations(self, sigmas, percent_to_sigma) -> int:
+        """Model evaluations of an Euler run: T, plus 2 per reflection, plus 1 per guided step."""
+        planned = len(self.plan(percent_to_sigma).reflected_steps(sigmas))
+        extra = 2 * self.repeats * planned if reflects(self.mode) else 0
+        extra += planned if guides(self.mode) and self.guidance != 0 else 0
+        return len(sigmas) - 1 + extra
+
 
 #: The pack's defaults, read by the nodes; docs/defaults.md gives the measurements behind them
 #: (``python -m w2sd_core.toy.yardstick``). On learned denoisers no reflection window, step-size
