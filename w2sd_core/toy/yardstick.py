@@ -1,6 +1,6 @@
 """The learned yardstick's tables: the defaults against plain sampling, equal cost and guidance.
 
-    python -m w2sd_core.toy.yardstick [--size full|test] [--sweep] [--out FILE]
+    python -m w2sd_core.toy.yardstick [--size full|test] [--sweep | --modes [C ...] | --table C ...] [--out FILE]
 
 For each data set of :mod:`.learned` (``mixture``, ``digits``), each weak model (``early``: an early
 checkpoint of the strong model's training; ``small``: a smaller network trained as long), 20 and 50
@@ -14,6 +14,10 @@ the same noise, every number a ratio to plain strong sampling at the same steps 
 * ``plain@eq``: plain strong sampling with as many steps as the default run has evaluations;
 * ``guidance``: ``D_w + 2 (D_s - D_w)`` with the same pair, at most as many evaluations;
 * ``paper``: the paper's setting (:data:`w2sd_core.PAPER`), with its evaluation count.
+
+``--modes [CANDIDATE ...]`` ranks the mode candidates (:func:`mode_presets`: ``guide`` over windows
+and w, ``reflect`` and ``reflect+guide``) by their worst ratio over all cells, at the same steps and at
+equal evaluations; ``--table CANDIDATE ...`` prints them per cell with both controls.
 
 ``--sweep`` instead prints, per (end_percent, max_step) candidate, the worst ratio and the worst
 identity drift over all cells: how the defaults were chosen. The first run trains the models
@@ -136,7 +140,7 @@ def mode_presets() -> dict:
     """The mode candidates: guide over plans x w, reflect+guide and reflect on a few plans.
     ``end_percent`` 0.2 / 0.3 / 0.5 / 0.8 are sigma >= 16 / 3.3 / 0.4 / 0.017 on the EDM range."""
     out = {}
-    for end in (1.0, 0.8, 0.5, 0.3):
+    for end in (1.0, 0.8, 0.5, 0.3, 0.2):
         for w in (0.25, 0.5, 1.0, 2.0):
             out[f"guide e{end} w{w}"] = Preset(end_percent=end, mode="guide", guidance=w)
     for end in (0.8, 0.3, 0.2):
@@ -219,7 +223,8 @@ def main(argv: Optional[list[str]] = None):
     ap = argparse.ArgumentParser(prog="python -m w2sd_core.toy.yardstick", description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="full", choices=("full", "test"), help="training size (test: CI's)")
     ap.add_argument("--sweep", action="store_true", help="rank (end_percent, max_step) candidates")
-    ap.add_argument("--modes", action="store_true", help="rank the guide / reflect+guide / reflect candidates")
+    ap.add_argument("--modes", nargs="*", default=None, metavar="CANDIDATE",
+                    help="rank the guide / reflect+guide / reflect candidates (all, or those named)")
     ap.add_argument("--table", nargs="+", default=None, metavar="CANDIDATE",
                     help="per-cell table of these --modes candidates, with identity and reversed controls")
     ap.add_argument("--out", type=pathlib.Path, default=None, help="also write the markdown here")
@@ -228,8 +233,8 @@ def main(argv: Optional[list[str]] = None):
     start = time.time()
     if args.sweep:
         text = sweep(args.size)
-    elif args.modes:
-        text = mode_sweep(args.size)
+    elif args.modes is not None:
+        text = mode_sweep(args.size, args.modes or None)
     elif args.table:
         text = mode_table(args.size, args.table)
         print(text)
