@@ -43,6 +43,8 @@ class Preset:
 #: sampling: the one-step inversion's error (weak = strong moves samples off by 3-7x in MMD at
 #: sigma 0.3-3) outweighs the weak-to-strong gain. So by default nothing is reflected (bit for bit
 #: the plain sampler, no extra evaluations); the window and label below apply once λ is set.
+#: Guide mode was measured the same way (``--modes``; docs/guide.md): no window or w kept every
+#: cell at least as good as plain either, so the default mode stays ``reflect`` with nothing planned.
 DEFAULTS = Preset(steps=0, end_percent=0.8, max_step=None, inversion="next")
 #: The paper's setting (λ = T - 1, no window; ``official`` = what the authors' code computes, for
 #: eps / v models; ``current`` is the paper's Eq. 5 and also runs on flow models).
