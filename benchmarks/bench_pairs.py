@@ -317,9 +317,11 @@ def main():
           f"({model_bytes / 2**20:.0f} MB fp32), latent {args.size}x{args.size}, euler, T={T}, λ={lam}, "
           f"cfg {cfg:g}, LoRA rank {args.rank} on {'Linear + Conv' if args.locon else 'Linear'} layers "
           f"({lora_bytes / 2**20:.1f} MB of factors, {lora_weight_bytes / 2**20:.0f} MB of LoRA'd weights); "
-          f"w = {args.guidance:g} in the guide modes; {args.runs} rounds after a warm-up (rows interleaved); wall = median, wall / ideal = median "
+          f"w = {args.guidance:g} in the guide modes; {args.runs} rounds after a warm-up (rows interleaved); "
+          f"wall = median, wall / ideal = median "
           f"over rounds of wall / (that round's plain wall x pass ratio).\n")
-    print("| pair | mode | UNet calls | passes (predicted) | median wall s | wall / ideal | peak heap added (MB) | peak RSS added (MB) | resident extra (MB) |")
+    print("| pair | mode | UNet calls | passes (predicted) | median wall s | wall / ideal | peak heap added (MB) "
+          "| peak RSS added (MB) | resident extra (MB) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results.values():
         print(f"| {r['name']} | {r['mode']} | {r['calls']} | {r['passes']} ({r['cost'].passes}) | {r['wall']:.2f} | "

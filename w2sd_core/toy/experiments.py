@@ -206,10 +206,12 @@ def run_mode(bench: Bench, steps: int, name: str, preset: Preset) -> dict:
 
 
 def mode_markdown(rows: list[dict]) -> str:
-    lines = ["| T | candidate | evals | MMD² | / strong@T | / strong@eq | identity / strong@T | drift | negative / strong@T |",
+    lines = ["| T | candidate | evals | MMD² | / strong@T | / strong@eq | identity / strong@T | drift "
+             "| negative / strong@T |",
              "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['steps']} | {r['candidate']} | {r['evals']} | {r['mmd']:.2f} | **{r['mmd'] / r['strong_same']:.3f}** "
+        lines.append(f"| {r['steps']} | {r['candidate']} | {r['evals']} | {r['mmd']:.2f} "
+                     f"| **{r['mmd'] / r['strong_same']:.3f}** "
                      f"| {r['mmd'] / r['strong_equal']:.3f} | {r['identity'] / r['strong_same']:.3f} "
                      f"| {r['identity_drift']:.3f} | {r['negative'] / r['strong_same']:.3f} |")
     return "\n".join(lines)
