@@ -10,11 +10,17 @@ Rows (all: euler, "normal" schedule, the same seed, a 32x32 latent by default, s
 * plain KSampler                         comfy.sample.sample, the baseline
 * W2SD CFG pair                          W2SD Reflective KSampler, strong cfg = cfg, weak_cfg 1
 * checkpoint pair                        W2SD Reflective KSampler with a second, distinct model
+* W2SD prompt pair                       the same model, weak_positive = another prompt
 * LoRA-delta pair (W2SD Weak Model Builder) final 0.8 / strong 1.5 / weak -1.5
 * LoRA pair, naive                       two ModelPatcher clones of one base with the LoRA at
                                          1.5 (model) and -1.5 (weak_model), alternated the way a
                                          peer implementation does it: load_models_gpu(the clone
                                          a call needs), then ComfyUI's own sampling_function
+
+With ``--modes reflect,guide,reflect+guide`` every W2SD row runs once per mode (λ planned steps are
+reflected, guided, or both). In guide mode a single-model pair's guided evaluation is one UNet call
+with both sides' conds (cond/uncond of each: 4 chunks at CFG != 1), so it makes T calls, not T + λ;
+a CFG-only pair is plain CFG at another scale (T calls, T x 2 passes).
 
 Columns: UNet forward calls and model passes (cond+uncond in one batch = 2 passes), counted with a
 forward pre-hook on the UNet; the passes run_cost predicts; median wall seconds over --runs runs
@@ -52,7 +58,11 @@ def parse_args():
     p.add_argument("--size", type=int, default=32, help="latent size (32 = a 256px image, 64 = 512px)")
     p.add_argument("--rank", type=int, default=8, help="LoRA rank")
     p.add_argument("--locon", action="store_true", help="also put LoCon factors on the convolutions")
-    p.add_argument("--rows", default="plain,cfg,checkpoint,lora,naive")
+    p.add_argument("--rows", default="plain,cfg,prompt,checkpoint,lora,naive")
+    p.add_argument("--modes", default="reflect",
+                   help="comma-separated W2SD modes (reflect, guide, reflect+guide): every pair row is run "
+                        "in each, side by side in the same rounds; the naive row runs in reflect mode only")
+    p.add_argument("--guidance", type=float, default=1.0, help="w of the guide modes")
     return p.parse_args()
 
 
@@ -215,6 +225,7 @@ def main():
     g = torch.Generator().manual_seed(0)
     pos = [[torch.randn(1, 77, 256, generator=g), {}]]
     neg = [[torch.randn(1, 77, 256, generator=g), {}]]
+    weak_pos = [[torch.randn(1, 77, 256, generator=g), {}]]      # the prompt pair's weak prompt
     latent = {"samples": torch.zeros(1, 4, args.size, args.size)}
     noise = comfy.sample.prepare_noise(latent["samples"], 0)
     counter = PassCounter(batch=1)
@@ -222,10 +233,16 @@ def main():
         counter.attach(m)
     T, lam, cfg = args.steps, args.reflect, args.cfg
 
-    def w2sd(model, **kw):
+    def w2sd(model, mode="reflect", **kw):
         return lambda: ksampler.execute(model, 0, T, cfg, "euler", "normal", pos, neg, latent, 1.0,
                                         reflect_steps=lam, reflect_end_percent=1.0, repeats=1,
-                                        inversion="next", **kw)
+                                        inversion="next", mode=mode, guidance=args.guidance, **kw)
+
+    def cost(mode, strong_cfg, weak_cfg, cfg_only=False):
+        # what the node's cost text predicts: a CFG-only pair's guided step is one plain CFG step
+        reflections = lam if core.guidance.reflects(mode) else 0
+        guided = lam if core.guidance.guides(mode) and not cfg_only else 0
+        return core.run_cost(T, reflections, cfg, strong_cfg, weak_cfg, guided=guided)
 
     def naive():
         guider = naive_guider_class()(naive_strong, naive_weak)
@@ -236,21 +253,25 @@ def main():
         sigmas = comfy.samplers.calculate_sigmas(base.get_model_object("model_sampling"), "normal", T)
         return guider.sample(noise, latent["samples"], sampler, sigmas, disable_pbar=True, seed=0)
 
-    rows = {
-        "plain": ("plain KSampler", lambda: comfy.sample.sample(base, noise, T, cfg, "euler", "normal", pos, neg,
-                                                                latent["samples"], seed=0, disable_pbar=True),
-                  core.run_cost(T, 0, cfg, cfg, cfg), 0, [base]),
-        "cfg": ("W2SD CFG pair (weak_cfg 1)", w2sd(base, weak_cfg=1.0), core.run_cost(T, lam, cfg, cfg, 1.0), 0,
-                [base]),
-        "checkpoint": ("checkpoint pair (2nd model)", w2sd(base, weak_model=other),
-                       core.run_cost(T, lam, cfg, cfg, cfg), model_bytes, [base, other]),
-        "lora": ("LoRA-delta pair (Weak Model Builder)", w2sd(delta_model), core.run_cost(T, lam, cfg, cfg, cfg),
-                 lora_bytes, [delta_model]),
-        "naive": ("LoRA pair, naive (2 clones alternating)", naive, core.run_cost(T, lam, cfg, cfg, cfg),
-                  lora_bytes, [naive_strong]),
-    }
-    keys = args.rows.split(",")
-    results = {k: dict(name=rows[k][0], cost=rows[k][2], resident=rows[k][3], times=[], heap=0, rss=0)
+    rows = {"plain": ("plain KSampler", lambda: comfy.sample.sample(base, noise, T, cfg, "euler", "normal", pos, neg,
+                                                                  latent["samples"], seed=0, disable_pbar=True),
+                      core.run_cost(T, 0, cfg, cfg, cfg), 0, [base])}
+    for mode in args.modes.split(","):
+        rows.update({
+            f"cfg:{mode}": ("W2SD CFG pair (weak_cfg 1)", w2sd(base, mode, weak_cfg=1.0),
+                            cost(mode, cfg, 1.0, cfg_only=True), 0, [base]),
+            f"prompt:{mode}": ("W2SD prompt pair (weak_positive)", w2sd(base, mode, weak_positive=weak_pos),
+                               cost(mode, cfg, cfg), 0, [base]),
+            f"checkpoint:{mode}": ("checkpoint pair (2nd model)", w2sd(base, mode, weak_model=other),
+                                   cost(mode, cfg, cfg), model_bytes, [base, other]),
+            f"lora:{mode}": ("LoRA-delta pair (Weak Model Builder)", w2sd(delta_model, mode),
+                             cost(mode, cfg, cfg), lora_bytes, [delta_model])})
+    rows["naive:reflect"] = ("LoRA pair, naive (2 clones alternating)", naive, cost("reflect", cfg, cfg),
+                             lora_bytes, [naive_strong])
+    wanted = args.rows.split(",")
+    keys = [k for k in rows if k.split(":")[0] in wanted]
+    results = {k: dict(name=rows[k][0], mode=k.split(":")[1] if ":" in k else "—", cost=rows[k][2],
+                       resident=rows[k][3], times=[], heap=0, rss=0)
                for k in keys}
     for key in keys:                # warm-up: first loads, caches, lazy imports
         rows[key][1]()
@@ -283,7 +304,7 @@ def main():
                 for t, p in zip(r["times"], results["plain"]["times"]))
 
     switch_ms = None
-    if "naive" in results:
+    if "naive:reflect" in results:
         # What one switch between the two clones costs by itself: load_models_gpu restores the base
         # weights and re-applies the other clone's LoRA to every LoRA'd weight.
         mm.load_models_gpu([naive_strong])
@@ -296,12 +317,14 @@ def main():
           f"({model_bytes / 2**20:.0f} MB fp32), latent {args.size}x{args.size}, euler, T={T}, λ={lam}, "
           f"cfg {cfg:g}, LoRA rank {args.rank} on {'Linear + Conv' if args.locon else 'Linear'} layers "
           f"({lora_bytes / 2**20:.1f} MB of factors, {lora_weight_bytes / 2**20:.0f} MB of LoRA'd weights); "
-          f"{args.runs} rounds after a warm-up (rows interleaved); wall = median, wall / ideal = median "
+          f"w = {args.guidance:g} in the guide modes; {args.runs} rounds after a warm-up (rows interleaved); "
+          f"wall = median, wall / ideal = median "
           f"over rounds of wall / (that round's plain wall x pass ratio).\n")
-    print("| pair | UNet calls | passes (predicted) | median wall s | wall / ideal | peak heap added (MB) | peak RSS added (MB) | resident extra (MB) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| pair | mode | UNet calls | passes (predicted) | median wall s | wall / ideal | peak heap added (MB) "
+          "| peak RSS added (MB) | resident extra (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results.values():
-        print(f"| {r['name']} | {r['calls']} | {r['passes']} ({r['cost'].passes}) | {r['wall']:.2f} | "
+        print(f"| {r['name']} | {r['mode']} | {r['calls']} | {r['passes']} ({r['cost'].passes}) | {r['wall']:.2f} | "
               f"{r.get('ratio', float('nan')):.2f}x | {mb(r['heap'])} | {mb(r['rss'])} | {mb(r['resident'])} |")
     print()
     if switch_ms is not None:

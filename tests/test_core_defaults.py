@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import w2sd_core.sampling
-from w2sd_core import (DEFAULTS, PAPER, TOY, ReflectionPlan, relative_step, sample_default, sample_euler,
+from w2sd_core import (DEFAULTS, PAPER, TOY, Preset, ReflectionPlan, relative_step, sample_default, sample_euler,
                        sample_euler_plain)
 from w2sd_core.toy import toy_problem
 from w2sd_core.toy.learned import EDMSchedule, TrainConfig, train
@@ -45,6 +45,23 @@ def test_sample_default_is_the_explicit_composition(monkeypatch, preset):
     assert torch.equal(got, sample_euler(p.strong, x, sigmas, weak=p.weak, plan=plan, inversion=preset.inversion))
     plain = sample_euler_plain(p.strong, x, sigmas)
     assert torch.equal(got, plain) == (not plan.reflected_steps(sigmas))
+
+
+@pytest.mark.parametrize("mode,extra", [("reflect", 2), ("guide", 1), ("reflect+guide", 3)])
+def test_preset_evaluations_count_what_sample_euler_calls(mode, extra):
+    # the yardstick's and the sweep's equal-evaluation baselines rest on this count
+    sigmas = EDM.karras(20)
+    preset = Preset(end_percent=0.3, mode=mode, guidance=0.5)
+    planned = len(preset.plan(EDM.percent_to_sigma).reflected_steps(sigmas))
+    calls = []
+
+    def counted(x, sigma):
+        calls.append(1)
+        return x * 0.9
+    x = torch.ones(4, 2) * sigmas[0]
+    sample_euler(counted, x, sigmas, weak=counted, plan=preset.plan(EDM.percent_to_sigma), mode=mode, guidance=0.5)
+    assert 0 < planned < 19 and len(calls) == preset.evaluations(sigmas, EDM.percent_to_sigma) == 20 + extra * planned
+    assert Preset(mode="guide", guidance=0.0).evaluations(sigmas, EDM.percent_to_sigma) == 20
 
 
 def test_the_core_defaults_need_no_node_input_the_nodes_lack():

@@ -29,6 +29,13 @@ class Preset:
         return ReflectionPlan.until_percent(self.end_percent, percent_to_sigma, steps=self.steps,
                                             repeats=self.repeats, max_step=self.max_step)
 
+    def evaluations(self, sigmas, percent_to_sigma) -> int:
+        """Model evaluations of an Euler run: T, plus 2 per reflection, plus 1 per guided step."""
+        planned = len(self.plan(percent_to_sigma).reflected_steps(sigmas))
+        extra = 2 * self.repeats * planned if reflects(self.mode) else 0
+        extra += planned if guides(self.mode) and self.guidance != 0 else 0
+        return len(sigmas) - 1 + extra
+
 
 #: The pack's defaults, read by the nodes; docs/defaults.md gives the measurements behind them
 #: (``python -m w2sd_core.toy.yardstick``). On learned denoisers no reflection window, step-size
@@ -36,6 +43,8 @@ class Preset:
 #: sampling: the one-step inversion's error (weak = strong moves samples off by 3-7x in MMD at
 #: sigma 0.3-3) outweighs the weak-to-strong gain. So by default nothing is reflected (bit for bit
 #: the plain sampler, no extra evaluations); the window and label below apply once λ is set.
+#: Guide mode was measured the same way (``--modes``; docs/guide.md): no window or w kept every
+#: cell at least as good as plain either, so the default mode stays ``reflect`` with nothing planned.
 DEFAULTS = Preset(steps=0, end_percent=0.8, max_step=None, inversion="next")
 #: The paper's setting (λ = T - 1, no window; ``official`` = what the authors' code computes, for
 #: eps / v models; ``current`` is the paper's Eq. 5 and also runs on flow models).

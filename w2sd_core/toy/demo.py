@@ -68,6 +68,10 @@ def run_demo(out_dir="demo_out", seed: int = 0, *, steps: int = 20, points: int 
             ("strong_equal", f"strong, {evals} steps (equal evaluations)", evals, euler(problem.strong, evals)),
             ("w2sd", f"W2SD (toy preset), {steps} steps", evals, w2sd(problem.weak)),
             ("w2sd_full", f"W2SD λ = T-1 (no window), {steps} steps", evals_full, w2sd(problem.weak, full)),
+            # guide mode on the same planned steps: one extra evaluation each, no inversion
+            ("guide", f"guide w = 1 (same plan), {steps} steps", steps + reflections // plan.repeats,
+             sample_euler(problem.strong, noise * sigmas[0], sigmas, weak=problem.weak, plan=plan,
+                          mode="guide", guidance=1.0)),
             ("identity", "identity control (weak = strong)", evals, w2sd(problem.strong)),
             ("negative", "negative control (unrelated weak)", evals, w2sd(problem.negative_weak)),
         ]

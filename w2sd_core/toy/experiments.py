@@ -1,6 +1,6 @@
 """The measurements behind the pack's defaults (docs/defaults.md: the exact-denoiser toy).
 
-    python -m w2sd_core.experiments [--out FILE] [--seeds N] [--points N] [--schedule normal|karras]
+    python -m w2sd_core.experiments [--out FILE] [--seeds N] [--points N] [--schedule normal|karras] [--modes]
 
 Runs on the toy of :mod:`w2sd_core.toy` (exact Gaussian-mixture denoisers, SD1.x-type discrete
 VP schedule in sigma space, ComfyUI's ``normal`` scheduler) a sweep over the reflection count λ,
@@ -17,6 +17,10 @@ and as baselines strong-only sampling at the same steps and at EQUAL model evalu
 equal evaluations. Prints a markdown table; ``--out FILE`` also writes it to FILE and the raw
 numbers to FILE with a ``.json`` suffix. Takes about 100 s on 2 (shared) CPU cores.
 
+``--modes`` instead prints the three modes side by side: ``guide`` (``D_s + w (D_s - D_w)`` on the
+planned steps, one extra evaluation each) and ``reflect+guide`` beside ``reflect``, over windows and
+w, each against strong-only at the same steps and at equal evaluations, with both controls.
+
 MMD² is ×10³ (RBF kernel, bandwidth 0.5, unbiased; about ±0.3 is sampling noise at the default
 sizes), mode KL is ×10³.
 """
@@ -32,7 +36,7 @@ from typing import Callable, Optional
 import torch
 
 from ..plan import ReflectionPlan
-from ..sampling import DEFAULT_END_PERCENT, DEFAULT_INVERSION, DEFAULT_PLAN, sample_euler, sample_euler_plain
+from ..sampling import DEFAULT_END_PERCENT, DEFAULT_INVERSION, DEFAULT_PLAN, Preset, sample_euler, sample_euler_plain
 from .mixtures import DiscreteVPSchedule, ToyProblem, mmd2, mode_kl, toy_problem
 
 
@@ -171,6 +175,48 @@ def sweep(bench: Bench, step_counts=(20, 50)) -> dict:
     return {"rows": rows, "baselines": base}
 
 
+def mode_presets() -> dict:
+    """guide over plans x w, and reflect / reflect+guide on the same windows (λ = -1, inversion next)."""
+    out = {}
+    for end in (1.0, 0.8, 0.5, 0.3):
+        out[f"reflect e{end}"] = Preset(end_percent=end, mode="reflect")
+        for w in (0.25, 0.5, 1.0, 2.0):
+            out[f"guide e{end} w{w}"] = Preset(end_percent=end, mode="guide", guidance=w)
+        out[f"reflect+guide e{end} w1.0"] = Preset(end_percent=end, mode="reflect+guide", guidance=1.0)
+    return out
+
+
+def run_mode(bench: Bench, steps: int, name: str, preset: Preset) -> dict:
+    """One candidate: the real pair, the identity control (weak = strong) and the negative control,
+    against strong-only at the same steps and at equal evaluations (T + 2·reflections + guided)."""
+    p, sigmas = bench.problem, bench.schedule(steps)
+    evals = preset.evaluations(sigmas, bench.percent_to_sigma)
+    plan = preset.plan(bench.percent_to_sigma)
+
+    def sample(weak):
+        return sample_euler(p.strong, bench.noise() * sigmas[0], sigmas, weak=weak, plan=plan,
+                            inversion=preset.inversion, mode=preset.mode, guidance=preset.guidance)
+    same = bench.plain_metrics(p.strong, steps, "strong")["mmd"]
+    ident = sample(p.strong)
+    return {"steps": steps, "candidate": name, "evals": evals, "strong_same": same,
+            "strong_equal": bench.plain_metrics(p.strong, evals, "strong")["mmd"],
+            "mmd": bench.metrics(sample(p.weak))["mmd"], "identity": bench.metrics(ident)["mmd"],
+            "identity_drift": _drift(ident, bench.plain(p.strong, steps, key="strong")),
+            "negative": bench.metrics(sample(p.negative_weak))["mmd"]}
+
+
+def mode_markdown(rows: list[dict]) -> str:
+    lines = ["| T | candidate | evals | MMD² | / strong@T | / strong@eq | identity / strong@T | drift "
+             "| negative / strong@T |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['steps']} | {r['candidate']} | {r['evals']} | {r['mmd']:.2f} "
+                     f"| **{r['mmd'] / r['strong_same']:.3f}** "
+                     f"| {r['mmd'] / r['strong_equal']:.3f} | {r['identity'] / r['strong_same']:.3f} "
+                     f"| {r['identity_drift']:.3f} | {r['negative'] / r['strong_same']:.3f} |")
+    return "\n".join(lines)
+
+
 def _f(v, nd=1):
     return "—" if v is None else f"{v:.{nd}f}"
 
@@ -219,10 +265,16 @@ def main(argv: Optional[list[str]] = None) -> dict:
     ap.add_argument("--points", type=int, default=2000, help="samples per seed")
     ap.add_argument("--schedule", default="normal", choices=("normal", "karras"))
     ap.add_argument("--steps", type=int, nargs="+", default=[20, 50])
+    ap.add_argument("--modes", action="store_true", help="the reflect / guide / reflect+guide table instead")
     args = ap.parse_args(argv)
     start = time.time()
     torch.set_num_threads(1)   # tiny tensors: threads only add contention
     bench = make_bench(args.schedule, seeds=range(args.seeds), points=args.points)
+    if args.modes:
+        rows = [run_mode(bench, t, k, v) for t in args.steps for k, v in mode_presets().items()]
+        print(mode_markdown(rows))
+        print(f"\n({args.schedule} schedule, {args.seeds} seeds x {args.points} points, {time.time() - start:.0f} s)")
+        return {"rows": rows}
     result = sweep(bench, tuple(args.steps))
     result["settings"] = {"schedule": args.schedule, "seeds": args.seeds, "points": args.points,
                           "seconds": round(time.time() - start, 1)}

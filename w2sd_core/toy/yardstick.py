@@ -1,6 +1,6 @@
 """The learned yardstick's tables: the defaults against plain sampling, equal cost and guidance.
 
-    python -m w2sd_core.toy.yardstick [--size full|test] [--sweep] [--out FILE]
+    python -m w2sd_core.toy.yardstick [--size full|test] [--sweep | --modes [C ...] | --table C ...] [--out FILE]
 
 For each data set of :mod:`.learned` (``mixture``, ``digits``), each weak model (``early``: an early
 checkpoint of the strong model's training; ``small``: a smaller network trained as long), 20 and 50
@@ -14,6 +14,10 @@ the same noise, every number a ratio to plain strong sampling at the same steps 
 * ``plain@eq``: plain strong sampling with as many steps as the default run has evaluations;
 * ``guidance``: ``D_w + 2 (D_s - D_w)`` with the same pair, at most as many evaluations;
 * ``paper``: the paper's setting (:data:`w2sd_core.PAPER`), with its evaluation count.
+
+``--modes [CANDIDATE ...]`` ranks the mode candidates (:func:`mode_presets`: ``guide`` over windows
+and w, ``reflect`` and ``reflect+guide``) by their worst ratio over all cells, at the same steps and at
+equal evaluations; ``--table CANDIDATE ...`` prints them per cell with both controls.
 
 ``--sweep`` instead prints, per (end_percent, max_step) candidate, the worst ratio and the worst
 identity drift over all cells: how the defaults were chosen. The first run trains the models
@@ -54,8 +58,8 @@ def run(y: Yardstick, weak, scheduler: str, steps: int, preset: Optional[Preset]
         preset = DEFAULTS
     else:
         out = sample_euler(y.strong, x, sigmas, weak=weak, strong=strong, plan=preset.plan(EDM.percent_to_sigma),
-                           inversion=preset.inversion)
-    return out, steps + preset.plan(EDM.percent_to_sigma).extra_evaluations(sigmas)
+                           inversion=preset.inversion, mode=preset.mode, guidance=preset.guidance)
+    return out, preset.evaluations(sigmas, EDM.percent_to_sigma)
 
 
 def plain(y: Yardstick, denoise, scheduler: str, steps: int, noise) -> float:
@@ -130,16 +134,110 @@ def sweep(size: str, end_percents=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8), max_steps=(0.2
     return "\n".join(lines)
 
 
+# -- the three modes (issue: weak-to-strong guidance) ---------------------------------------------------
+
+def mode_presets() -> dict:
+    """The mode candidates: guide over plans x w, reflect+guide and reflect on a few plans.
+    ``end_percent`` 0.2 / 0.3 / 0.5 / 0.8 are sigma >= 16 / 3.3 / 0.4 / 0.017 on the EDM range."""
+    out = {}
+    for end in (1.0, 0.8, 0.5, 0.3, 0.2):
+        for w in (0.25, 0.5, 1.0, 2.0):
+            out[f"guide e{end} w{w}"] = Preset(end_percent=end, mode="guide", guidance=w)
+    for end in (0.8, 0.3, 0.2):
+        out[f"reflect e{end}"] = Preset(end_percent=end, mode="reflect")
+        for w in (0.5, 1.0):
+            out[f"reflect+guide e{end} w{w}"] = Preset(end_percent=end, mode="reflect+guide", guidance=w)
+    return out
+
+
+class Plains:
+    """Plain strong sampling's metric per (data, scheduler, steps), computed once."""
+
+    def __init__(self, ys: dict, noises: dict):
+        self.ys, self.noises, self.cache = ys, noises, {}
+
+    def __call__(self, name: str, scheduler: str, steps: int) -> float:
+        key = (name, scheduler, steps)
+        if key not in self.cache:
+            self.cache[key] = plain(self.ys[name], self.ys[name].strong, scheduler, steps, self.noises[name])
+        return self.cache[key]
+
+
+def mode_cells(ys: dict, noises: dict, plains: Plains, preset: Preset, controls: bool = False) -> list[dict]:
+    """Per cell: ratio to plain at the same steps and at equal evaluations; with ``controls`` also
+    the identity (weak = strong) and reversed (pair swapped) ratios."""
+    rows = []
+    for name, y in ys.items():
+        for weak_name, weak in (("early", y.weak_early), ("small", y.weak_small)):
+            for s, t in CELLS:
+                x, evals = run(y, weak, s, t, preset, noise=noises[name])
+                m, base = y.metric(x), plains(name, s, t)
+                r = {"data": name, "weak": weak_name, "scheduler": s, "steps": t, "evals": evals,
+                     "ratio": m / base, "ratio_eq": m / plains(name, s, evals)}
+                if controls:
+                    r["identity"] = y.metric(run(y, y.strong, s, t, preset, noise=noises[name])[0]) / base
+                    r["reversed"] = y.metric(run(y, y.strong, s, t, preset, strong=weak,
+                                                 noise=noises[name])[0]) / base
+                rows.append(r)
+    return rows
+
+
+def mode_sweep(size: str, names=None) -> str:
+    """Per candidate, over all 16 cells: worst and mean ratio to plain at the same steps, cells
+    improved (< 0.99), worst and mean ratio at equal evaluations."""
+    ys = {n: make_yardstick(n, size) for n in ("mixture", "digits")}
+    noises = {n: noise_for(y) for n, y in ys.items()}
+    plains = Plains(ys, noises)
+    presets = mode_presets()
+    lines = ["| candidate | worst @T | mean @T | cells < 0.99 | worst @eq | mean @eq | extra evals (20 n/k, 50 n/k) |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    print(lines[0], flush=True)
+    for key in names or presets:
+        rows = mode_cells(ys, noises, plains, presets[key])
+        rt, re_ = [r["ratio"] for r in rows], [r["ratio_eq"] for r in rows]
+        extra = {(r["scheduler"], r["steps"]): r["evals"] - r["steps"] for r in rows}
+        lines.append(f"| {key} | {max(rt):.3f} | {sum(rt) / len(rt):.3f} | {sum(v < 0.99 for v in rt)}/{len(rt)} "
+                     f"| {max(re_):.3f} | {sum(re_) / len(re_):.3f} | {', '.join(str(extra[c]) for c in CELLS)} |")
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
+def mode_table(size: str, names) -> str:
+    """Per cell, the chosen candidates side by side: ratio @T / @eq (evaluations), identity, reversed."""
+    ys = {n: make_yardstick(n, size) for n in ("mixture", "digits")}
+    noises = {n: noise_for(y) for n, y in ys.items()}
+    plains = Plains(ys, noises)
+    presets = mode_presets()
+    cols = {k: mode_cells(ys, noises, plains, presets[k], controls=True) for k in names}
+    head = "| data | weak | sched | T | plain | " + " | ".join(f"{k}: @T / @eq (evals) id rev" for k in names) + " |"
+    lines = [head, "|---|---|---|---:|---:|" + "---|" * len(names)]
+    for i, r in enumerate(cols[names[0]]):
+        cells = [f"{c[i]['ratio']:.3f} / {c[i]['ratio_eq']:.3f} ({c[i]['evals']}) {c[i]['identity']:.3f} "
+                 f"{c[i]['reversed']:.2f}" for c in cols.values()]
+        lines.append(f"| {r['data']} | {r['weak']} | {r['scheduler']} | {r['steps']} "
+                     f"| {plains(r['data'], r['scheduler'], r['steps']):.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Optional[list[str]] = None):
     ap = argparse.ArgumentParser(prog="python -m w2sd_core.toy.yardstick", description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="full", choices=("full", "test"), help="training size (test: CI's)")
     ap.add_argument("--sweep", action="store_true", help="rank (end_percent, max_step) candidates")
+    ap.add_argument("--modes", nargs="*", default=None, metavar="CANDIDATE",
+                    help="rank the guide / reflect+guide / reflect candidates (all, or those named)")
+    ap.add_argument("--table", nargs="+", default=None, metavar="CANDIDATE",
+                    help="per-cell table of these --modes candidates, with identity and reversed controls")
     ap.add_argument("--out", type=pathlib.Path, default=None, help="also write the markdown here")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     start = time.time()
     if args.sweep:
         text = sweep(args.size)
+    elif args.modes is not None:
+        text = mode_sweep(args.size, args.modes or None)
+    elif args.table:
+        text = mode_table(args.size, args.table)
+        print(text)
     else:
         text = markdown(tables(args.size))
         print(text)
