@@ -103,7 +103,28 @@ class W2SDReflectiveKSampler(io.ComfyNode):
                                 callback=callback, disable_pbar=disable_pbar, seed=seed)
         samples = samples.to(comfy.model_management.intermediate_device())
 
-        return io.NodeOutput(compat.ksampler_output(latent, samples), ui=ui.PreviewText(report_text(sampler.w2sd.report)))
+        return io.NodeOutput(compat.ksampler_output(latent, samples), ui=ReportUI(sampler.w2sd.report))
+
+
+class ReportUI(ui.PreviewText):
+    """The run report: "text" for any reader of the history, "w2sd" the numbers the node shows."""
+
+    def __init__(self, report: dict):
+        super().__init__(report_text(report))
+        self.numbers = report_numbers(report)
+
+    def as_dict(self) -> dict:
+        return {**super().as_dict(), "w2sd": [self.numbers]}
+
+
+def report_numbers(report: dict) -> dict:
+    """The run's true cost as plain numbers (web/w2sd.js formats them)."""
+    cost = report.get("cost") if report else None
+    if cost is None:
+        return {"steps": 0, "reflections": 0, "evaluations": 0, "passes": 0, "plain_passes": 0,
+                "skipped": (report or {}).get("skipped") or "nothing sampled"}
+    return {"steps": cost.steps, "reflections": cost.reflections, "evaluations": cost.evaluations,
+            "passes": cost.passes, "plain_passes": cost.plain_passes, "skipped": report.get("skipped")}
 
 
 def report_text(report: dict) -> str:

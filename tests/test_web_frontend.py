@@ -78,7 +78,7 @@ def test_js_cost_matches_python_on_a_grid():
         const cases = JSON.parse(process.argv[1]);
         const out = cases.map(([s, r, c, st, w]) => {{
           const x = runCost(s, r, c, st, w);
-          return [x.steps, x.reflections, x.evaluations, x.passes, x.plainPasses, x.ratio, x.summary()];
+          return [x.steps, x.reflections, x.evaluations, x.passes, x.plainPasses, x.ratio];
         }});
         console.log(JSON.stringify(out));
     """
@@ -88,7 +88,6 @@ def test_js_cost_matches_python_on_a_grid():
         want = run_cost(*case)
         assert got[:5] == [want.steps, want.reflections, want.evaluations, want.passes, want.plain_passes], case
         assert math.isclose(got[5], want.ratio, rel_tol=0, abs_tol=1e-12), case
-        assert got[6] == want.summary(), case
 
 
 @needs_node
