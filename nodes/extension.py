@@ -9,7 +9,8 @@ class W2SDExtension(ComfyExtension):
         from .sampler import W2SDSampler
         from .guider import W2SDGuiderNode
         from .ksampler import W2SDReflectiveKSampler
-        return [W2SDInversionStep, W2SDWeakModelBuilder, W2SDSampler, W2SDGuiderNode, W2SDReflectiveKSampler]
+        # Registration order breaks ties in the frontend's node search: the all-in-one node first.
+        return [W2SDReflectiveKSampler, W2SDGuiderNode, W2SDSampler, W2SDWeakModelBuilder, W2SDInversionStep]
 
 
 async def comfy_entrypoint() -> W2SDExtension:

@@ -188,7 +188,13 @@ app.registerExtension({
     if (!NODES.has(nodeData?.name)) return;
     const proto = nodeType.prototype;
     proto.w2sdRefresh = function () { return refresh(this); };
-    chain(proto, "onNodeCreated", function () { this.w2sdElement = addCaption(this); refresh(this); });
+    chain(proto, "onNodeCreated", function () {
+      this.w2sdElement = addCaption(this);
+      // make room for the caption inside the node (a loaded workflow's saved size wins later)
+      const [w, h] = this.computeSize?.() ?? this.size;
+      this.setSize?.([Math.max(this.size[0], w), Math.max(this.size[1], h)]);
+      refresh(this);
+    });
     chain(proto, "onConfigure", function () { refresh(this); });
     chain(proto, "onWidgetChanged", function () { refresh(this); });
     chain(proto, "onConnectionsChange", function () { refresh(this); });
