@@ -298,7 +298,10 @@ async function renderer(page, vue) {
       app.canvas.selectNode(n); app.canvas.setDirty(true, true);
     });
     const button = page.locator('[data-testid="info-button"]').first();
-    try { await button.click({ timeout: 8000 }); } catch (e) { return { clicked: false, error: String(e.message).slice(0, 200) }; }
+    // 1.27's toolbox may keep the button hidden until hovered: a DOM click is what the user's click does
+    try { await button.click({ timeout: 4000 }); } catch {
+      try { await button.dispatchEvent('click', {}, { timeout: 4000 }); } catch (e) { return { clicked: false, error: String(e.message).slice(0, 200) }; }
+    }
     try {
       await page.waitForFunction(() => document.body.innerText.includes('What it does'), null, { timeout: 10000 });
       return { clicked: true, shown: true };
