@@ -11,7 +11,7 @@ req="$(mktemp)"
 grep -v -E '^(torch|torchvision|torchaudio)([<>=~ ].*)?$|^#|^$' "$comfy/requirements.txt" > "$req"
 echo "transformers<5" >> "$req"
 "$py" -m pip install -q --disable-pip-version-check torch==2.13.0 torchvision==0.28.0 -r "$req" 2>&1 \
-    | grep -v -E "running pip as the 'root' user|is ignored: it is neither a file nor a directory" || true
+    | grep -v -i -E "running pip as the 'root' user|is ignored: it is neither a file nor a directory" || true
 rm -f "$req"
 # PyPI's torchvision 0.28.0 is a CUDA build whose fake-op registrations fail beside CPU torch.
 "$py" -c "import torchvision" 2>/dev/null || "$py" "$here/torchvision_cpu_guard.py"

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import pathlib
 import statistics
 import sys
@@ -61,10 +60,7 @@ def parse_args():
 
 def sd_model(channels: int, seed: int):
     """An SD1.5-shaped UNet (3 levels, 2 res blocks each, attention on the lower two), random weights."""
-    import torch
     import comfy.model_base as mb
-    import comfy.model_management as mm
-    import comfy.model_patcher
     import comfy.supported_models as sm
     unet = dict(comfy_support.TINY_UNET)
     unet.update(model_channels=channels, channel_mult=[1, 2, 4], num_res_blocks=[2, 2, 2],
@@ -73,58 +69,26 @@ def sd_model(channels: int, seed: int):
     config = sm.SD15(unet)
     config.unet_config["num_head_channels"] = 32
     config.unet_config["num_heads"] = -1
-    model = mb.BaseModel(config, model_type=mb.ModelType.EPS, device="cpu")
-    comfy_support._fill(model.diffusion_model, seed, scale=0.02)
-    model.diffusion_model.to(torch.float32)
-    model.manual_cast_dtype = None
-    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
-                                            offload_device=mm.unet_offload_device())
-
-
-def make_lora(model, rank: int, locon: bool, seed: int = 7) -> dict:
-    import torch
-    import comfy.lora
-    g = torch.Generator().manual_seed(seed)
-    state = model.model.state_dict()
-    names = {}
-    for name, target in comfy.lora.model_lora_keys_unet(model.model, {}).items():
-        if isinstance(target, str) and name.startswith("lora_unet_") and target in state and target.endswith(".weight"):
-            names.setdefault(target, name)
-    sd = {}
-    for target, name in sorted(names.items()):
-        module = model.model.get_submodule(target[:-len(".weight")])
-        w = module.weight
-        if isinstance(module, torch.nn.Linear):
-            down = torch.randn(rank, w.shape[1], generator=g) * 0.05
-        elif locon and isinstance(module, torch.nn.Conv2d):
-            down = torch.randn(rank, *w.shape[1:], generator=g) * 0.05
-        else:
-            continue
-        sd[f"{name}.lora_down.weight"] = down
-        sd[f"{name}.lora_up.weight"] = torch.randn(w.shape[0], rank, *([1] * (w.ndim - 2)), generator=g) * 0.05
-        sd[f"{name}.alpha"] = torch.tensor(float(rank))
-    return sd
-
-
-def pack(sub):
-    return importlib.import_module(f"{str(comfy_support.PACK_DIR).replace('.', '_x_')}.{sub}")
+    return comfy_support.wrap_tiny(mb.BaseModel(config, model_type=mb.ModelType.EPS, device="cpu"),
+                                   seed, scale=0.02)
 
 
 def naive_guider_class():
     import comfy.model_management
     import comfy.samplers
-    roles = pack("nodes.roles")
+    roles = comfy_support.pack_module("nodes.roles")
+    pairs = comfy_support.pack_module("nodes.pairs")
 
-    class NaiveLoraPairGuider(comfy.samplers.CFGGuider):
+    class NaiveLoraPairGuider(comfy.samplers.CFGGuider, pairs.KnowsWeakSide):
         """Two clones of one base (LoRA at the strong and at the weak strength) used in turn: the way
         a pair of MODEL inputs is handled when nothing knows they share weights. Each switch makes
         load_models_gpu restore the base weights and re-apply the other clone's LoRA."""
-        strong_cfg = -1.0
-        weak_cfg = -1.0
-
         def __init__(self, model, weak_model):
             super().__init__(model)
             self.weak_model = weak_model
+
+        def own_role_cfgs(self):
+            return -1.0, -1.0
 
         def w2sd_differences(self):
             return ["LoRA clones at two strengths (naive)"]
@@ -227,15 +191,15 @@ def main():
     import comfy.samplers
     import comfy.model_management as mm
     torch.set_num_threads(args.threads)
-    core = pack("w2sd_core")
-    weak_model_mod = pack("nodes.weak_model")
-    sampler_mod = pack("nodes.sampler")
+    core = comfy_support.pack_module("w2sd_core")
+    weak_model_mod = comfy_support.pack_module("nodes.weak_model")
+    reflecting = comfy_support.pack_module("nodes.reflecting")
     ksampler = comfy_support.node_class("W2SDReflectiveKSampler")
 
     base = sd_model(args.channels, seed=1)
     other = sd_model(args.channels, seed=2)           # the checkpoint pair's weak model
     model_bytes = sum(p.numel() * p.element_size() for p in base.model.parameters())
-    lora = make_lora(base, args.rank, args.locon)
+    lora = comfy_support.kohya_lora(base, seed=7, rank=args.rank, tucker=False, conv=args.locon, scale=0.05)
     lora_bytes = sum(t.numel() * t.element_size() for t in lora.values())
     delta_model, report, _ = weak_model_mod.build_lora_pair(base, lora, "bench", 0.8, 1.5, -1.5)
     import comfy.sd
@@ -265,7 +229,7 @@ def main():
         guider = naive_guider_class()(naive_strong, naive_weak)
         guider.set_conds(pos, neg)
         guider.set_cfg(cfg)
-        sampler = sampler_mod.wrap_sampler(comfy.samplers.sampler_object("euler"), reflect_steps=lam,
+        sampler = reflecting.wrap_sampler(comfy.samplers.sampler_object("euler"), reflect_steps=lam,
                                            end_percent=1.0, repeats=1, inversion="next")
         sigmas = comfy.samplers.calculate_sigmas(base.get_model_object("model_sampling"), "normal", T)
         return guider.sample(noise, latent["samples"], sampler, sigmas, disable_pbar=True, seed=0)

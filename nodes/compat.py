@@ -140,8 +140,8 @@ def _guider():
 
 
 def _ksampler():
-    from .sampler import W2SDKSampler
-    return W2SDKSampler
+    from .reflecting import ReflectingKSAMPLER
+    return ReflectingKSAMPLER
 
 
 #: What the nodes override: ComfyUI calls these with its own arguments.

@@ -8,9 +8,11 @@ class W2SDExtension(ComfyExtension):
         from .weak_model import W2SDWeakModelBuilder
         from .sampler import W2SDSampler
         from .guider import W2SDGuiderNode
-        from .ksampler import W2SDReflectiveKSampler
+        from .ksampler import W2SDReflectiveKSampler, W2SDReflectiveKSamplerAdvanced
+        from .expert_pair import W2SDExpertPairBuilder
         # Registration order breaks ties in the frontend's node search: the all-in-one node first.
-        return [W2SDReflectiveKSampler, W2SDGuiderNode, W2SDSampler, W2SDWeakModelBuilder, W2SDInversionStep]
+        return [W2SDReflectiveKSampler, W2SDReflectiveKSamplerAdvanced, W2SDGuiderNode, W2SDSampler,
+                W2SDWeakModelBuilder, W2SDExpertPairBuilder, W2SDInversionStep]
 
 
 async def comfy_entrypoint() -> W2SDExtension:

@@ -13,7 +13,11 @@ with its own model options.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -22,8 +26,10 @@ import comfy.patcher_extension
 import comfy.samplers
 from comfy_api.latest import io
 
-from . import compat, pairs, roles
-from .sampler import CATEGORY, W2SDKSampler, cfg_pair_inputs, wrap_sampler
+from ..w2sd_core.guidance import guide
+from . import compat, pairs, roles, validate
+from .common import CATEGORY, cfg_pair_inputs, weak_side_inputs
+from .reflecting import ReflectingKSAMPLER, wrap_sampler
 
 log = logging.getLogger("w2sd")
 
@@ -36,12 +42,10 @@ WEAK_KEYS = (WEAK_POSITIVE, WEAK_NEGATIVE)
 WEAK_MODEL_KEY = "w2sd_weak_model"
 
 
-class W2SDGuider(comfy.samplers.CFGGuider):
+class W2SDGuider(comfy.samplers.CFGGuider, pairs.KnowsWeakSide):
+    evaluates_guidance = True
     def __init__(self, model_patcher, weak_model=None):
-        relation = pairs.SAME
-        if weak_model is not None and weak_model is not model_patcher:
-            pairs.validate_pair(model_patcher, weak_model)
-            relation = pairs.relation(model_patcher, weak_model)
+        relation = pairs.checked_relation(model_patcher, weak_model)
         if relation == pairs.SEPARATE:
             # A clone, so the user's MODEL keeps no trace of the pairing.
             model_patcher = model_patcher.clone()
@@ -49,12 +53,14 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         super().__init__(model_patcher)
         self.weak_relation = relation
         self._options_model = weak_model if relation == pairs.OPTIONS else None
+        if relation == pairs.OPTIONS:
+            log.info("W2SD Guider: the weak side is the same weights with other per-call patches: %s",
+                     ", ".join(pairs.option_differences(model_patcher, weak_model)) or "options")
         self.strong_cfg = -1.0
         self.weak_cfg = -1.0
         self.has_weak_conds = False
-        self.weak_conds = None
-        self._weak_patcher = None
-        self._weak_options = None
+        #: The weak pass of the run in progress (None outside sampling).
+        self.weak: WeakSide | None = None
 
     # ------------------------------------------------------------ settings
     def set_conds(self, positive, negative, weak_positive=None, weak_negative=None):
@@ -73,6 +79,9 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         self.set_cfg(cfg)
         self.strong_cfg = float(strong_cfg)
         self.weak_cfg = float(weak_cfg)
+
+    def own_role_cfgs(self) -> tuple[float, float]:
+        return self.strong_cfg, self.weak_cfg
 
     def role_cfg(self, role) -> float:
         """-1 means "the sampling cfg" (which a W2SD Sampler may set for the call, see sampler.py)."""
@@ -94,7 +103,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
     def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None,
                disable_pbar=False, seed=None):
         compat.require()
-        if not isinstance(sampler, W2SDKSampler):
+        if not isinstance(sampler, ReflectingKSAMPLER):
             if (isinstance(sampler, comfy.samplers.KSAMPLER)
                     and type(sampler).sample is comfy.samplers.KSAMPLER.sample):
                 # The guider has no plan inputs: with a plain sampler it reflects with the defaults.
@@ -110,106 +119,190 @@ class W2SDGuider(comfy.samplers.CFGGuider):
     def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback,
                      disable_pbar, seed, **kwargs):
         # kwargs: what the running ComfyUI adds (latent_shapes since late 2025), passed on as is.
-        # The weak conds are processed on their own, as a positive/negative pair of their own:
-        # processing them together with the strong ones would let ComfyUI copy the strong
-        # ControlNet (legacy Apply ControlNet sets control_apply_to_uncond) and the strong area
-        # conds into them, and would encode them for the strong model.
-        weak_raw = {k: self.conds.pop(k) for k in WEAK_KEYS if k in self.conds}
-        self._weak_patcher = None
-        if self.weak_relation == pairs.SEPARATE:
-            self._weak_patcher = self.model_patcher.get_additional_models_with_key(WEAK_MODEL_KEY)[0]
-        weak_base = self._weak_patcher.model if self._weak_patcher is not None else self.inner_model
-        if self._weak_patcher is not None and "latent_shapes" in kwargs:
-            # Newer ComfyUIs tell the sampling model the shapes of packed latents; the second
-            # checkpoint samples the same latents.
-            weak_base.latent_shapes = kwargs["latent_shapes"]
+        with self._weak_conds_apart() as weak_conds:
+            self.weak = self._weak_side(weak_conds, noise, latent_image, device, denoise_mask, seed, kwargs)
+            try:
+                with self.weak.running():
+                    return super().inner_sample(noise, latent_image, device, sampler, sigmas,
+                                                denoise_mask, callback, disable_pbar, seed, **kwargs)
+            finally:
+                self.weak = None
+
+    @contextlib.contextmanager
+    def _weak_conds_apart(self):
+        """The weak conds leave ``self.conds`` while CFGGuider processes the strong ones (it would
+        copy the strong ControlNet and area conds into them and encode them for the strong model),
+        and come back afterwards, as processed, so ComfyUI's cleanup also releases their ControlNets."""
+        weak_conds = {k: self.conds.pop(k) for k in WEAK_KEYS if k in self.conds}
         try:
-            if weak_raw:
-                weak_pair = {"positive": weak_raw[WEAK_POSITIVE], "negative": weak_raw[WEAK_NEGATIVE]}
-                if self._weak_patcher is not None:
-                    self._drop_hooks(weak_pair)
-                    self._own_controls(weak_pair)
-                weak_latent = latent_image
-                if weak_latent is not None and torch.count_nonzero(weak_latent) > 0:
-                    weak_latent = weak_base.process_latent_in(weak_latent)
-                self.weak_conds = comfy.samplers.process_conds(weak_base, noise, weak_pair, device,
-                                                               weak_latent, denoise_mask, seed,
-                                                               **compat.process_conds_kwargs(kwargs))
-            if self._weak_patcher is not None:
-                self._weak_options = self._model_options_of(self._weak_patcher)
-                self._weak_patcher.pre_run()
-            elif self._options_model is not None:
-                self._weak_options = self._model_options_of(self._options_model)
-            return super().inner_sample(noise, latent_image, device, sampler, sigmas, denoise_mask,
-                                        callback, disable_pbar, seed, **kwargs)
+            yield weak_conds
         finally:
-            if self._weak_patcher is not None:
-                self._weak_patcher.cleanup()
-            if self.weak_conds is not None:
-                # back into the conds dict, so ComfyUI's cleanup also releases their ControlNets
-                self.conds[WEAK_POSITIVE] = self.weak_conds["positive"]
-                self.conds[WEAK_NEGATIVE] = self.weak_conds["negative"]
-            self.weak_conds = None
-            self._weak_patcher = None
-            self._weak_options = None
+            self.conds.update(weak_conds)
 
-    @staticmethod
-    def _drop_hooks(conds):
-        """Hooks on conds are registered on the strong model; a second checkpoint cannot run them."""
-        dropped = False
-        for key in conds:
-            for c in conds[key]:
-                dropped |= c.pop("hooks", None) is not None
-        if dropped:
-            log.warning("W2SD Guider: hooks on the weak conditioning are ignored for the weak checkpoint")
-
-    @staticmethod
-    def _own_controls(conds):
-        """A second checkpoint gets its own ControlNet objects. ComfyUI prepares a ControlNet for
-        the model it runs with (``pre_run``; a Control-LoRA even builds its control model from that
-        model's weights), so objects shared with the strong conds would end up prepared for only
-        one of the two models. Copies share the loaded control weights."""
-        for key in conds:
-            for c in conds[key]:
-                if c.get("control") is not None:
-                    c["control"] = _copy_control_chain(c["control"])
-
-    @staticmethod
-    def _model_options_of(patcher) -> dict:
-        """The weak model's own options, prepared like CFGGuider prepares the strong model's."""
-        options = comfy.model_patcher.create_model_options_clone(patcher.model_options)
-        transformer_options = options.setdefault("transformer_options", {})
-        comfy.patcher_extension.merge_nested_dicts(transformer_options.setdefault("wrappers", {}),
-                                                   patcher.wrappers, copy_dict1=False)
-        comfy.patcher_extension.merge_nested_dicts(transformer_options.setdefault("callbacks", {}),
-                                                   patcher.callbacks, copy_dict1=False)
-        return options
-
-    def _weak_call_options(self, model_options) -> dict:
-        options = roles.with_role(self._weak_options, roles.WEAK)
-        sample_sigmas = model_options.get("transformer_options", {}).get("sample_sigmas")
-        if sample_sigmas is not None:
-            options["transformer_options"]["sample_sigmas"] = sample_sigmas
-        return options
+    def _weak_side(self, weak_conds, noise, latent_image, device, denoise_mask, seed, kwargs) -> "WeakSide":
+        """The weak pass for this run; processes ``weak_conds`` in place, for the weak model."""
+        patcher = None
+        if self.weak_relation == pairs.SEPARATE:
+            patcher = self.model_patcher.get_additional_models_with_key(WEAK_MODEL_KEY)[0]
+        model = patcher.model if patcher is not None else self.inner_model
+        if patcher is not None and "latent_shapes" in kwargs:
+            # Newer ComfyUIs tell the sampling model the shapes of packed latents.
+            model.latent_shapes = kwargs["latent_shapes"]
+        processed = None
+        if weak_conds:
+            pair = {"positive": weak_conds[WEAK_POSITIVE], "negative": weak_conds[WEAK_NEGATIVE]}
+            if patcher is not None:
+                _drop_hooks(pair)
+                _own_controls(pair)
+            if latent_image is not None and torch.count_nonzero(latent_image) > 0:
+                latent_image = model.process_latent_in(latent_image)
+            processed = comfy.samplers.process_conds(model, noise, pair, device, latent_image, denoise_mask,
+                                                     seed, **compat.process_conds_kwargs(kwargs))
+            weak_conds.update({WEAK_POSITIVE: processed["positive"], WEAK_NEGATIVE: processed["negative"]})
+        options_from = patcher if patcher is not None else self._options_model
+        options = _model_options_of(options_from) if options_from is not None else None
+        return WeakSide(model=model, conds=processed, options=options, patcher=patcher)
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):
         role = roles.role_of(model_options.get("transformer_options"))
         if role is None:
             return super().predict_noise(x, timestep, model_options, seed)
-        cfg = self.role_cfg(role)
-        conds, model = self.conds, self.inner_model
-        if role == roles.WEAK:
-            if self.weak_conds is not None:
-                conds = self.weak_conds
-            if self._weak_patcher is not None:
-                model = self._weak_patcher.model
-            if self._weak_options is not None:
-                model_options = self._weak_call_options(model_options)
+        if role == roles.GUIDE:
+            return self._guided(x, timestep, model_options, seed)
         # No disable_cfg1_optimization here: sampling_function decides from the cfg passed per call,
         # so a role at cfg 1 skips its uncond pass and a role at another cfg computes it.
-        return comfy.samplers.sampling_function(model, x, timestep, conds.get("negative", None),
-                                                conds.get("positive", None), cfg,
-                                                model_options=model_options, seed=seed)
+        return self._side(role, model_options).predict(x, timestep, seed)
+
+    def _side(self, role, model_options) -> tuple:
+        """One side's (model, uncond, cond, cfg) and call options, as sampling_function takes them."""
+        conds, model = self.conds, self.inner_model
+        if role == roles.WEAK:
+            conds, model = self.weak.conds or conds, self.weak.model
+            model_options = self.weak.call_options(model_options)
+        options = roles.with_role(model_options, role)
+        return Side(model, conds.get("negative", None), conds.get("positive", None), self.role_cfg(role), options)
+
+    def _guided(self, x, timestep, model_options, seed):
+        """``D_s + w (D_s - D_w)``, each side after its own CFG; both sides in one batched model
+        call where they share the model and its options (a prompt or CFG pair)."""
+        w = model_options["transformer_options"][roles.GUIDANCE_KEY]
+        strong, weak = self._side(roles.STRONG, model_options), self._side(roles.WEAK, model_options)
+        if self.weak.options is None and batchable(strong, weak, self.model_patcher):
+            d_strong, d_weak = sides_batched(strong, weak, x, timestep)
+        else:
+            d_weak = weak.predict(x, timestep, seed)     # weak first: CFG++ keeps the strong uncond
+            d_strong = strong.predict(x, timestep, seed)
+        return guide(d_strong, d_weak, w)
+
+
+class Side(NamedTuple):
+    """One side of the pair as ``sampling_function`` takes it."""
+    model: object
+    uncond: list | None
+    cond: list | None
+    cfg: float
+    model_options: dict
+
+    def predict(self, x, timestep, seed):
+        return comfy.samplers.sampling_function(self.model, x, timestep, self.uncond, self.cond, self.cfg,
+                                                model_options=self.model_options, seed=seed)
+
+    def conds_used(self) -> list:
+        """[cond, uncond] as sampling_function evaluates them (no uncond at cfg 1)."""
+        cfg1 = math.isclose(self.cfg, 1.0) and not self.model_options.get("disable_cfg1_optimization", False)
+        return [self.cond, None if cfg1 else self.uncond]
+
+
+def batchable(strong: Side, weak: Side, patcher) -> bool:
+    """One model call can serve both sides when they run the same model (with the same options:
+    the caller checks), nothing replaces ComfyUI's cond batching, and the model carries no
+    per-role weights (a LoRA pair needs a strength per side)."""
+    return (strong.model is weak.model
+            and "sampler_calc_cond_batch_function" not in strong.model_options
+            and pairs.pair_attachment(patcher) is None)
+
+
+def sides_batched(strong: Side, weak: Side, x, timestep):
+    """Both sides' predictions from one ``calc_cond_batch`` over their four conds, then each side's
+    pre-CFG and CFG functions as ``sampling_function`` applies them."""
+    conds = strong.conds_used() + weak.conds_used()
+    options = roles.with_role(strong.model_options, roles.GUIDE)
+    out = comfy.samplers.calc_cond_batch(strong.model, conds, x, timestep, options)
+    return tuple(_cfg(side, side_conds, side_out, x, timestep)
+                 for side, side_conds, side_out in ((strong, conds[:2], out[:2]), (weak, conds[2:], out[2:])))
+
+
+def _cfg(side: Side, conds, out, x, timestep):
+    for fn in side.model_options.get("sampler_pre_cfg_function", []):
+        out = fn({"conds": conds, "conds_out": out, "cond_scale": side.cfg, "timestep": timestep,
+                  "input": x, "sigma": timestep, "model": side.model, "model_options": side.model_options})
+    return comfy.samplers.cfg_function(side.model, out[0], out[1], side.cfg, x, timestep,
+                                       model_options=side.model_options, cond=conds[0], uncond=conds[1])
+
+
+@dataclass
+class WeakSide:
+    """What the weak reflection pass of one run calls: its model (the strong one unless a second
+    checkpoint), its processed conds (None: the strong conds), its own model options (None: the
+    call's), and the second checkpoint's patcher, whose context wraps the run."""
+    model: object
+    conds: dict | None = None
+    options: dict | None = None
+    patcher: object = None
+
+    @contextlib.contextmanager
+    def running(self):
+        if self.patcher is None:
+            yield
+            return
+        self.patcher.pre_run()
+        try:
+            yield
+        finally:
+            self.patcher.cleanup()
+
+    def call_options(self, model_options: dict) -> dict:
+        """The options of one weak call: the weak model's own, tagged with the role, with the
+        schedule the sampler is running (some model patches read it)."""
+        if self.options is None:
+            return model_options
+        options = roles.with_role(self.options, roles.WEAK)
+        sample_sigmas = model_options.get("transformer_options", {}).get("sample_sigmas")
+        if sample_sigmas is not None:
+            options["transformer_options"]["sample_sigmas"] = sample_sigmas
+        return options
+
+
+def _drop_hooks(conds):
+    """Hooks on conds are registered on the strong model; a second checkpoint cannot run them."""
+    dropped = False
+    for key in conds:
+        for c in conds[key]:
+            dropped |= c.pop("hooks", None) is not None
+    if dropped:
+        log.warning("W2SD Guider: hooks on the weak conditioning are ignored for the weak checkpoint")
+
+
+def _own_controls(conds):
+    """A second checkpoint gets its own ControlNet objects. ComfyUI prepares a ControlNet for the
+    model it runs with (``pre_run``; a Control-LoRA even builds its control model from that model's
+    weights), so objects shared with the strong conds would end up prepared for only one of the two
+    models. Copies share the loaded control weights."""
+    for key in conds:
+        for c in conds[key]:
+            if c.get("control") is not None:
+                c["control"] = _copy_control_chain(c["control"])
+
+
+def _model_options_of(patcher) -> dict:
+    """A weak model's own options, prepared like CFGGuider prepares the strong model's."""
+    options = comfy.model_patcher.create_model_options_clone(patcher.model_options)
+    transformer_options = options.setdefault("transformer_options", {})
+    comfy.patcher_extension.merge_nested_dicts(transformer_options.setdefault("wrappers", {}),
+                                               patcher.wrappers, copy_dict1=False)
+    comfy.patcher_extension.merge_nested_dicts(transformer_options.setdefault("callbacks", {}),
+                                               patcher.callbacks, copy_dict1=False)
+    return options
 
 
 def _copy_control_chain(control):
@@ -245,14 +338,7 @@ class W2SDGuiderNode(io.ComfyNode):
                 io.Conditioning.Input("negative", tooltip="Negative conditioning of the strong side."),
                 io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="The sampling CFG (normal steps)."),
-                io.Model.Input("weak_model", optional=True,
-                               tooltip="Weak model for the weak pass (e.g. a base checkpoint beside a "
-                                       "fine-tune). Same latent space and model type. Empty = the model."),
-                io.Conditioning.Input("weak_positive", optional=True,
-                                      tooltip="Positive conditioning of the weak pass (e.g. a plainer "
-                                              "prompt). Empty = positive."),
-                io.Conditioning.Input("weak_negative", optional=True,
-                                      tooltip="Negative conditioning of the weak pass. Empty = negative."),
+                *weak_side_inputs(),
                 *cfg_pair_inputs(),
             ],
             outputs=[io.Guider.Output(tooltip="The guider, for SamplerCustomAdvanced.")],
@@ -262,5 +348,6 @@ class W2SDGuiderNode(io.ComfyNode):
     def execute(cls, model, positive, negative, cfg, weak_model=None, weak_positive=None,
                 weak_negative=None, strong_cfg=-1.0, weak_cfg=-1.0) -> io.NodeOutput:
         compat.require()
+        validate.inputs(cls, locals())
         return io.NodeOutput(make_guider(model, positive, negative, cfg, weak_model, weak_positive,
                                          weak_negative, strong_cfg, weak_cfg))

@@ -27,9 +27,9 @@ import latent_preview
 from comfy_api.latest import io
 
 from ..w2sd_core import invert
-from . import compat
+from . import compat, validate
 from .pairs import is_flow
-from .sampler import CATEGORY
+from .common import CATEGORY
 
 INVERSION_MODES = ("next", "current")
 
@@ -138,8 +138,11 @@ class W2SDInversionStep(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, latent, sigmas, inversion="next") -> io.NodeOutput:
+        validate.inputs(cls, locals())
         compat.require()
         sigmas = ascending_sigmas(sigmas)
+        latent_image = compat.ksampler_latent(model, latent)
+        validate.latent(cls, "latent", model, latent, latent_image)
         if is_flow(model.get_model_object("model_sampling")) and float(sigmas[-1]) >= 1.0:
             # The result would be x / (1 - sigma) = inf, and a sampler started at sigma 1 with no
             # added noise starts from (1 - sigma) * latent = 0 whatever the latent holds.
@@ -151,7 +154,6 @@ class W2SDInversionStep(io.ComfyNode):
                 f"its low_sigmas) and start the re-sampling at that step.")
         sampler = inversion_sampler(inversion)
 
-        latent_image = compat.ksampler_latent(model, latent)
         noise_mask = latent.get("noise_mask")
         guider = comfy.samplers.CFGGuider(model)
         guider.set_conds(positive, negative)

@@ -1,15 +1,16 @@
-"""W2SD Reflective KSampler: KSampler's inputs and semantics, plus the weak side and the plan.
+"""W2SD Reflective KSampler and its Advanced variant: KSampler's (Advanced's) inputs and semantics,
+plus the weak side and the plan.
 
-It does what the running ComfyUI's KSampler does (common_ksampler -> comfy.sample.sample ->
-KSampler.sample -> CFGGuider.sample; nodes/compat.py follows its release): same empty-latent fix, same seeded noise with batch_index, same noise
-mask, same schedule for denoise < 1, same previews, same output dict. The only changes are the
-guider (W2SD Guider) and the sampler (the named sampler wrapped by W2SD Sampler), so with
-reflect_steps = 0, or when nothing differs between the weak and the strong side, the result is
-KSampler's bit for bit.
+Both do what the running ComfyUI's KSampler does (common_ksampler -> comfy.sample.sample ->
+KSampler.sample -> CFGGuider.sample; nodes/compat.py follows its release): same empty-latent fix,
+same seeded noise with batch_index, same noise mask, same schedule for denoise < 1 and for
+start/end steps, same previews, same output dict. The only changes are the guider (W2SD Guider)
+and the sampler (the named sampler wrapped by W2SD Sampler), so with reflect_steps = 0, or when
+nothing differs between the weak and the strong side, the result is KSampler's bit for bit.
 """
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 
 import comfy.model_management
 import comfy.sample
@@ -18,13 +19,118 @@ import comfy.utils
 import latent_preview
 from comfy_api.latest import io, ui
 
-from . import compat
+from . import compat, pairs, validate
+from .common import (CATEGORY, DEFAULT_END_PERCENT, DEFAULT_GUIDANCE, DEFAULT_INVERSION, DEFAULT_MODE,
+                     DEFAULT_REFLECT_STEPS, DEFAULT_REPEATS, cfg_pair_inputs, mode_inputs, plan_inputs,
+                     weak_side_inputs)
 from .guider import make_guider
-from .sampler import (CATEGORY, DEFAULT_END_PERCENT, DEFAULT_REFLECT_STEPS, DEFAULT_REPEATS,
-                      DEFAULT_INVERSION, cfg_pair_inputs, check_inversion, make_plan, plan_inputs,
-                      wrap_sampler)
+from .reflecting import check_inversion, make_plan, wrap_sampler
 
-log = logging.getLogger("w2sd")
+
+@dataclass(frozen=True)
+class W2SDInputs:
+    """The W2SD inputs both nodes share (their defaults are the nodes' defaults)."""
+    weak_model: object = None
+    weak_positive: object = None
+    weak_negative: object = None
+    strong_cfg: float = -1.0
+    weak_cfg: float = -1.0
+    reflect_steps: int = DEFAULT_REFLECT_STEPS
+    reflect_end_percent: float = DEFAULT_END_PERCENT
+    repeats: int = DEFAULT_REPEATS
+    inversion: str = DEFAULT_INVERSION
+    mode: str = DEFAULT_MODE
+    guidance: float = DEFAULT_GUIDANCE
+
+
+def w2sd_inputs() -> list:
+    """The inputs after KSampler's own, in the order saved workflows list them."""
+    return [*weak_side_inputs(), *cfg_pair_inputs(), *plan_inputs(), *mode_inputs()]
+
+
+def schedule(ksampler: comfy.samplers.KSampler, start_step, last_step, force_full_denoise):
+    """KSampler.sample's cut of its schedule for start/end steps (KSampler (Advanced))."""
+    sigmas = ksampler.sigmas
+    if last_step is not None and last_step < len(sigmas) - 1:
+        sigmas = sigmas[:last_step + 1]
+        if force_full_denoise:
+            sigmas[-1] = 0
+    if start_step is not None:
+        sigmas = sigmas[start_step:] if start_step < len(sigmas) - 1 else sigmas[:0]
+    return sigmas
+
+
+def reflective_ksampler(node_cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                        latent, w2sd: W2SDInputs, denoise=1.0, disable_noise=False, start_step=None,
+                        last_step=None, force_full_denoise=False):
+    """ComfyUI's common_ksampler, step by step, with the W2SD guider and sampler."""
+    samples_in = compat.ksampler_latent(model, latent)
+    validate.latent(node_cls, "latent_image", model, latent, samples_in)
+    noise = (compat.empty_noise(samples_in) if disable_noise
+             else comfy.sample.prepare_noise(samples_in, seed, latent.get("batch_index", None)))
+    x0_output = {}
+    callback = latent_preview.prepare_callback(model, steps, x0_output)
+    ksampler = comfy.samplers.KSampler(model, steps=steps, device=model.load_device,
+                                       sampler=sampler_name, scheduler=scheduler, denoise=denoise,
+                                       model_options=model.model_options)
+    sigmas = schedule(ksampler, start_step, last_step, force_full_denoise)
+    if len(sigmas) == 0:                # starts past the end: KSampler returns its input latent
+        return compat.ksampler_output(latent, samples_in.to(comfy.model_management.intermediate_device())), None
+    sampler = wrap_sampler(comfy.samplers.sampler_object(ksampler.sampler), reflect_steps=w2sd.reflect_steps,
+                           end_percent=w2sd.reflect_end_percent, repeats=w2sd.repeats,
+                           inversion=w2sd.inversion, mode=w2sd.mode, guidance=w2sd.guidance)
+    model_sampling = model.get_model_object("model_sampling")
+    weak_model = w2sd.weak_model
+    pairs.checked_relation(model, weak_model)     # a wrong pair is refused even when nothing is planned
+    if make_plan(w2sd.reflect_steps, w2sd.repeats, w2sd.reflect_end_percent, model_sampling).reflected_steps(sigmas):
+        check_inversion(w2sd.inversion, model_sampling)   # before any model is loaded
+    else:
+        weak_model = None     # nothing planned (e.g. an A/B run at 0): no second checkpoint to load
+    guider = make_guider(model, positive, negative, cfg, weak_model, w2sd.weak_positive, w2sd.weak_negative,
+                         w2sd.strong_cfg, w2sd.weak_cfg)
+    samples = guider.sample(noise, samples_in, sampler, sigmas, denoise_mask=latent.get("noise_mask", None),
+                            callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+    samples = samples.to(comfy.model_management.intermediate_device())
+    return compat.ksampler_output(latent, samples), sampler.report
+
+
+def report_text(report) -> str:
+    """What the user sees under the node: reflections and the true cost of the run."""
+    return report.text() if report is not None else "W2SD: nothing sampled"
+
+
+def report_numbers(report) -> dict:
+    """The run's true cost as plain numbers (web/w2sd.js formats them)."""
+    cost = report.cost if report is not None else None
+    if cost is None:
+        return {"steps": 0, "reflections": 0, "guided": 0, "evaluations": 0, "passes": 0, "plain_passes": 0,
+                "skipped": (report.skipped if report is not None else None) or "nothing sampled"}
+    return {"steps": cost.steps, "reflections": cost.reflections, "guided": cost.guided,
+            "evaluations": cost.evaluations, "passes": cost.passes, "plain_passes": cost.plain_passes,
+            "skipped": report.skipped}
+
+
+class ReportUI(ui.PreviewText):
+    """The run report: "text" for any reader of the history, "w2sd" the numbers the node shows."""
+
+    def __init__(self, report):
+        super().__init__(report_text(report))
+        self.numbers = report_numbers(report)
+
+    def as_dict(self) -> dict:
+        return {**super().as_dict(), "w2sd": [self.numbers]}
+
+
+def _output(out, report) -> io.NodeOutput:
+    return io.NodeOutput(out, ui=ReportUI(report))
+
+
+_KSAMPLER_INPUTS_TIPS = {
+    "model": "The model used for denoising the input latent (the strong side).",
+    "positive": "The conditioning describing what to include (strong side).",
+    "negative": "The conditioning describing what to exclude (strong side).",
+    "latent_image": "The latent image to denoise.",
+}
 
 
 class W2SDReflectiveKSampler(io.ComfyNode):
@@ -40,7 +146,7 @@ class W2SDReflectiveKSampler(io.ComfyNode):
                          "step runs. reflect_steps 0 = exactly KSampler. Each reflection costs two model "
                          "evaluations; the node reports the total."),
             inputs=[
-                io.Model.Input("model", tooltip="The model used for denoising the input latent (the strong side)."),
+                io.Model.Input("model", tooltip=_KSAMPLER_INPUTS_TIPS["model"]),
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
                              tooltip="The random seed used for creating the noise."),
                 io.Int.Input("steps", default=20, min=1, max=10000,
@@ -51,86 +157,72 @@ class W2SDReflectiveKSampler(io.ComfyNode):
                                tooltip="The sampling algorithm; any of them works with reflection."),
                 io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
                                tooltip="The scheduler controls how noise is gradually removed."),
-                io.Conditioning.Input("positive", tooltip="The conditioning describing what to include (strong side)."),
-                io.Conditioning.Input("negative", tooltip="The conditioning describing what to exclude (strong side)."),
-                io.Latent.Input("latent_image", tooltip="The latent image to denoise."),
+                io.Conditioning.Input("positive", tooltip=_KSAMPLER_INPUTS_TIPS["positive"]),
+                io.Conditioning.Input("negative", tooltip=_KSAMPLER_INPUTS_TIPS["negative"]),
+                io.Latent.Input("latent_image", tooltip=_KSAMPLER_INPUTS_TIPS["latent_image"]),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="The amount of denoising applied; lower values keep the structure of the input latent."),
-                io.Model.Input("weak_model", optional=True,
-                               tooltip="Weak model for the weak pass (e.g. the base checkpoint of a fine-tune), "
-                                       "same latent space and model type. Empty = model."),
-                io.Conditioning.Input("weak_positive", optional=True,
-                                      tooltip="Positive conditioning of the weak pass (e.g. a plainer prompt). Empty = positive."),
-                io.Conditioning.Input("weak_negative", optional=True,
-                                      tooltip="Negative conditioning of the weak pass. Empty = negative."),
-                *cfg_pair_inputs(),
-                *plan_inputs(),
+                *w2sd_inputs(),
             ],
             outputs=[io.Latent.Output(tooltip="The denoised latent.")],
         )
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
-                denoise=1.0, weak_model=None, weak_positive=None, weak_negative=None, strong_cfg=-1.0,
-                weak_cfg=-1.0, reflect_steps=DEFAULT_REFLECT_STEPS, reflect_end_percent=DEFAULT_END_PERCENT,
-                repeats=DEFAULT_REPEATS, inversion=DEFAULT_INVERSION) -> io.NodeOutput:
+                denoise=1.0, **w2sd) -> io.NodeOutput:
+        validate.inputs(cls, {**locals(), **w2sd})
         compat.require()
-        # From here on: ComfyUI's common_ksampler / comfy.sample.sample, step by step.
-        latent = latent_image
-        samples_in = compat.ksampler_latent(model, latent)
-        noise = comfy.sample.prepare_noise(samples_in, seed, latent.get("batch_index", None))
-        noise_mask = latent.get("noise_mask", None)
-        x0_output = {}
-        callback = latent_preview.prepare_callback(model, steps, x0_output)
-        disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
-        # KSampler's own schedule (denoise < 1 -> steps/denoise steps, the last `steps` of them)
-        ksampler = comfy.samplers.KSampler(model, steps=steps, device=model.load_device,
-                                           sampler=sampler_name, scheduler=scheduler, denoise=denoise,
-                                           model_options=model.model_options)
-        sampler = wrap_sampler(comfy.samplers.sampler_object(ksampler.sampler), reflect_steps=reflect_steps,
-                               end_percent=reflect_end_percent, repeats=repeats, inversion=inversion)
-        model_sampling = model.get_model_object("model_sampling")
-        plan = make_plan(reflect_steps, repeats, reflect_end_percent, model_sampling)
-        if plan.reflected_steps(ksampler.sigmas):
-            check_inversion(inversion, model_sampling)   # before any model is loaded
-        else:
-            # Nothing gets reflected (e.g. reflect_steps 0 for an A/B run): a second checkpoint
-            # would be loaded for nothing.
-            weak_model = None
-        guider = make_guider(model, positive, negative, cfg, weak_model, weak_positive, weak_negative,
-                             strong_cfg, weak_cfg)
-        samples = guider.sample(noise, samples_in, sampler, ksampler.sigmas, denoise_mask=noise_mask,
-                                callback=callback, disable_pbar=disable_pbar, seed=seed)
-        samples = samples.to(comfy.model_management.intermediate_device())
-
-        return io.NodeOutput(compat.ksampler_output(latent, samples), ui=ReportUI(sampler.w2sd.report))
+        return _output(*reflective_ksampler(cls, model, seed, steps, cfg, sampler_name, scheduler, positive,
+                                            negative, latent_image, W2SDInputs(**w2sd), denoise=denoise))
 
 
-class ReportUI(ui.PreviewText):
-    """The run report: "text" for any reader of the history, "w2sd" the numbers the node shows."""
+class W2SDReflectiveKSamplerAdvanced(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="W2SDReflectiveKSamplerAdvanced",
+            display_name="W2SD Reflective KSampler (Advanced)",
+            category=CATEGORY,
+            description=("KSampler (Advanced) with W2SD: add_noise, start/end steps and leftover noise "
+                         "as there, so a split schedule (e.g. Wan 2.2's high-noise and low-noise experts) "
+                         "can reflect or guide in either part. The plan counts the steps this node runs. "
+                         "reflect_steps 0 = exactly KSampler (Advanced)."),
+            inputs=[
+                io.Model.Input("model", tooltip=_KSAMPLER_INPUTS_TIPS["model"]),
+                io.Combo.Input("add_noise", options=["enable", "disable"],
+                               tooltip="Add the seeded noise (disable to continue a latent that still "
+                                       "carries its noise, e.g. from a first sampler's leftover noise)."),
+                io.Int.Input("noise_seed", default=0, min=0, max=0xffffffffffffffff,
+                             control_after_generate=True, tooltip="The random seed used for creating the noise."),
+                io.Int.Input("steps", default=20, min=1, max=10000,
+                             tooltip="The number of steps of the whole schedule."),
+                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="The Classifier-Free Guidance scale of the normal steps."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS,
+                               tooltip="The sampling algorithm; any of them works with reflection."),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
+                               tooltip="The scheduler controls how noise is gradually removed."),
+                io.Conditioning.Input("positive", tooltip=_KSAMPLER_INPUTS_TIPS["positive"]),
+                io.Conditioning.Input("negative", tooltip=_KSAMPLER_INPUTS_TIPS["negative"]),
+                io.Latent.Input("latent_image", tooltip=_KSAMPLER_INPUTS_TIPS["latent_image"]),
+                io.Int.Input("start_at_step", default=0, min=0, max=10000,
+                             tooltip="The step of the schedule this node starts at."),
+                io.Int.Input("end_at_step", default=10000, min=0, max=10000,
+                             tooltip="The step it stops at (past the end = the end)."),
+                io.Combo.Input("return_with_leftover_noise", options=["disable", "enable"],
+                               tooltip="enable: stop at end_at_step's noise level, for a next sampler; "
+                                       "disable: denoise fully at the last step."),
+                *w2sd_inputs(),
+            ],
+            outputs=[io.Latent.Output(tooltip="The latent, denoised over start..end.")],
+        )
 
-    def __init__(self, report: dict):
-        super().__init__(report_text(report))
-        self.numbers = report_numbers(report)
-
-    def as_dict(self) -> dict:
-        return {**super().as_dict(), "w2sd": [self.numbers]}
-
-
-def report_numbers(report: dict) -> dict:
-    """The run's true cost as plain numbers (web/w2sd.js formats them)."""
-    cost = report.get("cost") if report else None
-    if cost is None:
-        return {"steps": 0, "reflections": 0, "evaluations": 0, "passes": 0, "plain_passes": 0,
-                "skipped": (report or {}).get("skipped") or "nothing sampled"}
-    return {"steps": cost.steps, "reflections": cost.reflections, "evaluations": cost.evaluations,
-            "passes": cost.passes, "plain_passes": cost.plain_passes, "skipped": report.get("skipped")}
-
-
-def report_text(report: dict) -> str:
-    """What the user sees under the node: reflections and the true cost of the run."""
-    if not report:
-        return "W2SD: nothing sampled"
-    if report.get("skipped"):
-        return f"W2SD: reflection skipped: {report['skipped']}"
-    return report.get("summary", "")
+    @classmethod
+    def execute(cls, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                latent_image, start_at_step, end_at_step, return_with_leftover_noise, **w2sd) -> io.NodeOutput:
+        validate.inputs(cls, {**locals(), **w2sd})
+        compat.require()
+        return _output(*reflective_ksampler(
+            cls, model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
+            W2SDInputs(**w2sd), disable_noise=add_noise == "disable", start_step=start_at_step,
+            last_step=end_at_step, force_full_denoise=return_with_leftover_noise != "enable"))

@@ -15,21 +15,29 @@ import torch
 import comfy.model_sampling
 import comfy.samplers
 
-from .roles import PAIR_ATTACHMENT, STRONG, WEAK
+from .roles import PAIR_ATTACHMENT
 
 #: How a weak MODEL relates to the strong one (see ``relation``).
 SAME = "same"            # nothing to do: the weak side is the strong model itself
 OPTIONS = "options"      # the strong model's own weights with other model options (attention patches...)
 SEPARATE = "separate"    # other weights (a second checkpoint): loaded beside the strong one
 
-_PREDICTIONS = (
-    (comfy.model_sampling.CONST, "flow (CONST)"),
-    (comfy.model_sampling.IMG_TO_IMG, "img2img"),
-    (comfy.model_sampling.X0, "x0"),
-    (comfy.model_sampling.EDM, "EDM"),
-    (comfy.model_sampling.V_PREDICTION, "v-prediction"),
-    (comfy.model_sampling.EPS, "eps"),
-)
+def _classes(*names):
+    """The model-sampling classes of this ComfyUI among ``names`` (releases add and keep them)."""
+    return tuple(getattr(comfy.model_sampling, n) for n in names if hasattr(comfy.model_sampling, n))
+
+
+#: Most specific first: isinstance picks the first match.
+_PREDICTIONS = tuple((cls, label) for names, label in (
+    (("IMG_TO_IMG_FLOW",), "flow img2img"), (("IMG_TO_IMG_VELOCITY",), "flow img2img (velocity)"),
+    (("CONST",), "flow (CONST)"), (("COSMOS_RFLOW",), "Cosmos rectified flow"),
+    (("V_PREDICTION_DDPM",), "v-prediction (DDPM)"), (("IMG_TO_IMG",), "img2img"), (("X0",), "x0"),
+    (("EDM",), "EDM"), (("V_PREDICTION",), "v-prediction"), (("EPS",), "eps"),
+) for cls in _classes(*names))
+
+#: Sampler space x = x0 + sigma * noise (ComfyUI's noise_scaling for these): denoisers of the
+#: eps family and Cosmos' rectified flow are comparable at equal sigma.
+_VARIANCE_EXPLODING = _classes("EPS", "COSMOS_RFLOW")
 
 
 def prediction_name(model_sampling) -> str:
@@ -41,6 +49,20 @@ def prediction_name(model_sampling) -> str:
 
 def is_flow(model_sampling) -> bool:
     return isinstance(model_sampling, comfy.model_sampling.CONST)
+
+
+def is_eps_family(model_sampling) -> bool:
+    """eps, v, EDM, x0, img2img: what the authors' DDIM code (inversion 'official') is derived for."""
+    return isinstance(model_sampling, comfy.model_sampling.EPS)
+
+
+def family(model_sampling) -> str:
+    """Which sampler space a model samples in: pairs must share it."""
+    if is_flow(model_sampling):
+        return "flow"
+    if isinstance(model_sampling, _VARIANCE_EXPLODING):
+        return "x0 + sigma * noise"
+    return prediction_name(model_sampling)     # unknown to W2SD: only its own kind pairs with it
 
 
 def validate_pair(strong, weak) -> None:
@@ -61,10 +83,10 @@ def validate_pair(strong, weak) -> None:
                         f"weak is {type(weak_format).__name__}")
     strong_ms = strong.get_model_object("model_sampling")
     weak_ms = weak.get_model_object("model_sampling")
-    if is_flow(strong_ms) != is_flow(weak_ms):
+    if family(strong_ms) != family(weak_ms):
         problems.append(f"model type: strong is {prediction_name(strong_ms)}, weak is "
-                        f"{prediction_name(weak_ms)} (a flow and a non-flow model do not share a "
-                        f"noise schedule)")
+                        f"{prediction_name(weak_ms)} (they do not sample in one latent space: "
+                        f"{family(strong_ms)} vs {family(weak_ms)})")
     elif not is_flow(strong_ms):
         s_range = (float(strong_ms.sigma_min), float(strong_ms.sigma_max))
         w_range = (float(weak_ms.sigma_min), float(weak_ms.sigma_max))
@@ -75,6 +97,17 @@ def validate_pair(strong, weak) -> None:
         raise ValueError("W2SD: weak_model cannot be paired with model: " + "; ".join(problems)
                          + ". Both models must share one latent space and one noise schedule "
                            "(e.g. two SDXL checkpoints, or two SD1.5 ones).")
+
+
+def checked_relation(strong, weak) -> str:
+    """``relation`` of a weak MODEL input, after every check that applies to it (ValueError)."""
+    if weak is None or weak is strong:
+        return SAME
+    # The same loaded model patched otherwise is refused by relation(), with its own reason.
+    found = relation(strong, weak)
+    if found == SEPARATE:
+        validate_pair(strong, weak)
+    return found
 
 
 def _object_patches_differ(a, b) -> bool:
@@ -91,37 +124,94 @@ def _same_weights(a, b) -> bool:
             return False
     if _object_patches_differ(a, b):
         return False
+    if getattr(a, "weight_wrapper_patches", {}) != getattr(b, "weight_wrapper_patches", {}):
+        return False
     return a.hook_patches.keys() == b.hook_patches.keys() and a.injections.keys() == b.injections.keys()
+
+
+#: Object patches replace parts of the loaded model, so one loaded model cannot carry two versions.
+_OBJECT_PATCH_SOURCES = {"model_sampling": "a ModelSampling node", "diffusion_model":
+                         "a node that replaces the diffusion model (compile, caching)",
+                         "manual_cast_dtype": "a compute-dtype node"}
+
+#: Wrapper types ComfyUI runs once per sampling run from the strong model's options (the guider's
+#: outer_sample, prepare_sampling, sampler_sample, predict_noise). Per-call types (calc_cond_batch,
+#: apply_model, diffusion_model) run from the options of each call, so those may differ.
+PER_RUN_WRAPPERS = ("outer_sample", "prepare_sampling", "sampler_sample", "predict_noise")
+#: model_options entries read outside the guider's per-call path: the inpaint wrapper applies the
+#: denoise mask function before the guider sees the call.
+PER_RUN_OPTIONS = {"denoise_mask_function": "a denoise mask function (e.g. Differential Diffusion)"}
+
+
+def per_run_differences(strong, weak) -> list[str]:
+    """What differs between two option sets of one model that ComfyUI applies per sampling run,
+    not per model call: such a difference cannot be given to the weak calls alone."""
+    out = [f"{what}" for key, what in PER_RUN_OPTIONS.items()
+           if not equal(strong.model_options.get(key), weak.model_options.get(key))]
+    out += [f"{kind} wrappers" for kind in PER_RUN_WRAPPERS
+            if not equal(strong.wrappers.get(kind) or {}, weak.wrappers.get(kind) or {})]
+    if not equal({k: v for k, v in strong.callbacks.items() if v}, {k: v for k, v in weak.callbacks.items() if v}):
+        out.append("model callbacks (run at load / pre-run / cleanup)")
+    return out
+
+
+def option_differences(strong, weak) -> list[str]:
+    """Short names of the per-call model patches that differ between the two sides (the report)."""
+    a, b = strong.model_options, weak.model_options
+    out = [k for k in sorted((a.keys() | b.keys()) - {"transformer_options"}) if not equal(a.get(k), b.get(k))]
+    ta, tb = a.get("transformer_options", {}), b.get("transformer_options", {})
+    for group in ("patches", "patches_replace"):
+        ga, gb = ta.get(group, {}), tb.get(group, {})
+        out += [k for k in sorted(ga.keys() | gb.keys()) if not equal(ga.get(k), gb.get(k))]
+    out += [k for k in sorted((ta.keys() | tb.keys()) - {"patches", "patches_replace", "wrappers", "callbacks"})
+            if not equal(ta.get(k), tb.get(k))]
+    out += [f"{k} wrappers" for k in sorted(strong.wrappers.keys() | weak.wrappers.keys())
+            if not equal(strong.wrappers.get(k) or {}, weak.wrappers.get(k) or {})]
+    return out
 
 
 def relation(strong, weak) -> str:
     """``SAME``, ``OPTIONS`` or ``SEPARATE`` (see the constants); raises for a weak model that is
-    the strong model's own weights patched differently."""
+    the strong model's own weights patched differently, or whose difference ComfyUI applies per
+    run rather than per call."""
     if weak is None or weak is strong:
         return SAME
-    if weak.model is strong.model:
-        if not _same_weights(strong, weak):
-            # Two clones of one base with different patches share one set of weights in memory:
-            # every switch between them restores, re-patches and moves the whole model, three
-            # times per reflected step. That is unusably slow, so refuse it with the way out.
-            if _object_patches_differ(strong, weak):
-                patched = ", ".join(sorted(k for k in strong.object_patches.keys() | weak.object_patches.keys()
-                                           if strong.object_patches.get(k) is not weak.object_patches.get(k)))
-                raise ValueError(
-                    f"W2SD: weak_model is the same checkpoint as model with other object patches "
-                    f"({patched}; e.g. a ModelSampling node on one side only). One loaded model "
-                    f"cannot be both at once: patch both sides the same way, or load a second "
-                    f"checkpoint as weak_model.")
-            raise ValueError(
-                "W2SD: weak_model is the same checkpoint as model with different weight patches "
-                "(e.g. a LoRA at another strength). Sampling the two in turn would reload the "
-                "weights three times per reflected step. Use 'W2SD Weak Model Builder' (it applies "
-                "the LoRA difference per role without switching weights), or load a second "
-                "checkpoint as weak_model.")
-        if equal(strong.model_options, weak.model_options) and equal(strong.wrappers, weak.wrappers):
-            return SAME
-        return OPTIONS
-    return SEPARATE
+    if weak.model is not strong.model:
+        return SEPARATE
+    if not _same_weights(strong, weak):
+        _refuse_weight_difference(strong, weak)
+    if equal(strong.model_options, weak.model_options) and equal(strong.wrappers, weak.wrappers):
+        return SAME
+    per_run = per_run_differences(strong, weak)
+    if per_run:
+        raise ValueError(
+            f"W2SD: weak_model is model with other patches, and some of them act once per sampling run, "
+            f"not per model call: {'; '.join(per_run)}. One run cannot give them to the weak passes "
+            f"alone. Apply those to both models (or neither) and keep the per-call patches (attention, "
+            f"block, CFG-function patches, model_function_wrapper) as the difference.")
+    return OPTIONS
+
+
+def _refuse_weight_difference(strong, weak):
+    # Two clones of one base with different weights share one set of weights in memory: every
+    # switch between them restores, re-patches and moves the whole model, three times per
+    # reflected step. That is unusably slow, so refuse it with the way out.
+    if _object_patches_differ(strong, weak):
+        keys = sorted(k for k in strong.object_patches.keys() | weak.object_patches.keys()
+                      if strong.object_patches.get(k) is not weak.object_patches.get(k))
+        sources = sorted({_OBJECT_PATCH_SOURCES.get(k, f"a node that sets {k}") for k in keys})
+        raise ValueError(
+            f"W2SD: weak_model is the same checkpoint as model with other object patches "
+            f"({', '.join(keys)}; {', '.join(sources)} on one side only). One loaded model "
+            f"cannot be both at once: patch both sides the same way, or load a second "
+            f"checkpoint as weak_model.")
+    raise ValueError(
+        "W2SD: weak_model is the same checkpoint as model with different weight patches "
+        "(e.g. a LoRA at another strength, or a weight-editing node such as the attention "
+        "multiply nodes on one side). Sampling the two in turn would reload the weights three "
+        "times per reflected step. For a LoRA use 'W2SD Weak Model Builder' (it applies the LoRA "
+        "difference per role without switching weights); otherwise patch both sides the same "
+        "way, or load a second checkpoint as weak_model.")
 
 
 def equal(a, b) -> bool:
@@ -167,49 +257,71 @@ def cfg_pair_capable(guider) -> bool:
             and "negative" in getattr(guider, "original_conds", {}))
 
 
-@dataclass
+class KnowsWeakSide:
+    """A guider with a weak side of its own (W2SD Guider): its own CFG per role (-1 = none) and
+    what differs between its sides besides CFG. ``evaluates_guidance``: it answers a call tagged
+    ``roles.GUIDE`` with the guided prediction itself (batching the two sides where it can)."""
+
+    evaluates_guidance = False
+
+    def own_role_cfgs(self) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def w2sd_differences(self) -> list[str]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class RoleCfg:
+    cfg: float                  # the CFG the role's calls run at
+    override: float | None      # what the sampler sets on the guider for those calls (None: nothing)
+
+
+@dataclass(frozen=True)
 class Pair:
     cfg: float                  # the guider's sampling cfg
-    strong_cfg: float           # effective cfg of strong / weak reflection calls
-    weak_cfg: float
-    overrides: dict             # role -> cfg to set on the guider during that role's calls (or None)
+    strong: RoleCfg
+    weak: RoleCfg
     differences: list
+    cfg_only: bool = False      # the sides differ by CFG alone (same model, conds and options)
+
+
+def _role_cfg(own: float, requested: float, base: float) -> RoleCfg:
+    """The guider's own value wins; else the sampler's, set on the guider for the call; else the
+    sampling cfg."""
+    if own >= 0:
+        return RoleCfg(own, None)
+    if requested >= 0:
+        return RoleCfg(requested, requested)
+    return RoleCfg(base, None)
 
 
 def resolve_pair(guider, strong_cfg: float, weak_cfg: float) -> Pair:
     """Who sets each role's CFG, and what differs between the weak and the strong side.
 
-    The CFG pair with a plain CFGGuider: the guider's ``cfg`` attribute is set for the duration of a
-    role call (try/finally) and put back. That keeps ComfyUI's own CFG path, including its CFG-1
-    shortcut (a weak pass at cfg 1 skips the uncond pass) and any sampler_cfg_function patches,
-    which wrapping the CFG formula from outside would bypass or duplicate.
-    With a W2SD Guider its own strong_cfg / weak_cfg win; where it leaves them at -1 the sampler's
-    values are applied the same way (the guider falls back to its ``cfg`` for such a role).
+    The CFG pair with a plain CFGGuider: the guider's ``cfg`` is set for the duration of a role
+    call and put back (``reflecting.temporary_cfg``). That keeps ComfyUI's own CFG path, including
+    its CFG-1 shortcut (a weak pass at cfg 1 skips the uncond pass) and any sampler_cfg_function
+    patches, which wrapping the CFG formula from outside would bypass or duplicate.
     """
     base = float(getattr(guider, "cfg", 1.0))
-    w2sd_guider = hasattr(guider, "w2sd_differences")
-    if w2sd_guider:
-        own = {STRONG: float(guider.strong_cfg), WEAK: float(guider.weak_cfg)}
-        differences = list(guider.w2sd_differences())
+    if isinstance(guider, KnowsWeakSide):
+        own, differences = guider.own_role_cfgs(), list(guider.w2sd_differences())
     else:
-        own = {STRONG: -1.0, WEAK: -1.0}
-        differences = []
+        own, differences = (-1.0, -1.0), []
         if (strong_cfg >= 0 or weak_cfg >= 0) and not cfg_pair_capable(guider):
             raise ValueError(f"W2SD Sampler: strong_cfg / weak_cfg need a guider with a cfg and a "
                              f"negative prompt (CFGGuider or W2SD Guider); {type(guider).__name__} "
                              f"has none. Set both to -1, or use W2SD Guider.")
-    requested = {STRONG: float(strong_cfg), WEAK: float(weak_cfg)}
-    overrides, effective = {}, {}
-    for role in (STRONG, WEAK):
-        if own[role] >= 0:
-            overrides[role], effective[role] = None, own[role]
-        elif requested[role] >= 0:
-            overrides[role], effective[role] = requested[role], requested[role]
-        else:
-            overrides[role], effective[role] = None, base
-    if not math.isclose(effective[STRONG], effective[WEAK]):
-        differences.append(f"CFG {effective[STRONG]:g} (strong) vs {effective[WEAK]:g} (weak)")
+    strong = _role_cfg(float(own[0]), float(strong_cfg), base)
+    weak = _role_cfg(float(own[1]), float(weak_cfg), base)
     attachment = pair_attachment(getattr(guider, "model_patcher", None))
     if attachment is not None:
         differences.append(describe_attachment(attachment))
-    return Pair(base, effective[STRONG], effective[WEAK], overrides, differences)
+    cfg_only = not differences
+    if not math.isclose(strong.cfg, weak.cfg):
+        differences.insert(len(differences) - (attachment is not None),
+                           f"CFG {strong.cfg:g} (strong) vs {weak.cfg:g} (weak)")
+    else:
+        cfg_only = False
+    return Pair(base, strong, weak, differences, cfg_only)

@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -37,9 +38,9 @@ from comfy_api.latest import io
 
 from ..w2sd_core.lora_delta import (BiasTerm, ConvGeometry, DenseTerm, LayerDelta, LinearGeometry,
                                     LoraTerm)
-from . import compat, pairs
+from . import compat, pairs, validate
 from .roles import PAIR_ATTACHMENT, STRONG, WEAK, role_of
-from .sampler import CATEGORY
+from .common import CATEGORY
 
 log = logging.getLogger("w2sd")
 
@@ -59,19 +60,42 @@ _TEXT_ENCODER_PREFIXES = ("lora_te", "text_encoder", "text_encoders.", "te_", "t
 
 # ---------------------------------------------------------------- LoRA file loading
 
+#: (path, mtime, size) -> {"sd": the file's tensors, "users": built models still alive}. Re-runs
+#: with other strengths reuse the tensors while a model built from them lives; when the last one is
+#: gone, so is the entry (nothing stays for the life of the process).
 _lora_cache: dict = {}
 
 
-def _load_lora_file(lora_name: str) -> dict:
+def _load_lora_file(lora_name: str):
+    """(cache key, state dict) of a LoRA file; a file that cannot be read is named in one line."""
     path = folder_paths.get_full_path_or_raise("loras", lora_name)
     stat = os.stat(path)
     key = (path, stat.st_mtime_ns, stat.st_size)
-    cached = _lora_cache.get("file")
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    sd = comfy.utils.load_torch_file(path, safe_load=True)
-    _lora_cache["file"] = (key, sd)      # one file, like LoraLoader: re-runs with new strengths are free
-    return sd
+    entry = _lora_cache.get(key)
+    if entry is not None:
+        return key, entry["sd"]
+    try:
+        sd = comfy.utils.load_torch_file(path, safe_load=True)
+    except Exception as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(
+            f"W2SD Weak Model Builder: the LoRA file '{lora_name}' ({stat.st_size} bytes) cannot be "
+            f"read ({type(e).__name__}: {reason}); it is truncated, empty or not a LoRA file: "
+            f"download it again, or choose another lora_name.") from e
+    return key, sd
+
+
+def _keep_while_used(key, sd: dict, model) -> None:
+    """Cache ``sd`` for as long as ``model`` (built from it) lives."""
+    entry = _lora_cache.setdefault(key, {"sd": sd, "users": 0})
+    entry["users"] += 1
+    weakref.finalize(model, _release_lora_file, key, entry)
+
+
+def _release_lora_file(key, entry) -> None:
+    entry["users"] -= 1
+    if entry["users"] <= 0 and _lora_cache.get(key) is entry:
+        del _lora_cache[key]
 
 
 class _RecordingDict(dict):
@@ -645,9 +669,12 @@ class W2SDWeakModelBuilder(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, lora_name, final_strength, strong_strength, weak_strength, weak_model=None):
+        validate.inputs(cls, locals())
         has_lora = lora_name not in (None, "", NONE)
         if has_lora and weak_model is not None:
-            raise ValueError("W2SD Weak Model Builder: give either a LoRA (lora_name) or a weak_model, not both")
+            raise ValueError("W2SD Weak Model Builder: give either a LoRA (lora_name) or a weak_model, "
+                             "not both: set lora_name to None for a checkpoint pair, or disconnect "
+                             "weak_model for a LoRA pair.")
         if not has_lora and weak_model is None:
             raise ValueError("W2SD Weak Model Builder: choose a LoRA (lora_name) or connect a weak_model")
         if weak_model is not None:
@@ -656,7 +683,8 @@ class W2SDWeakModelBuilder(io.ComfyNode):
                      "same flow/non-flow family, same sigma range for non-flow models)"] + [f"note: {n}" for n in notes]
             log.info("\n".join(lines))
             return io.NodeOutput(model, weak_model, "\n".join(lines))
-        lora_sd = _load_lora_file(lora_name)
+        key, lora_sd = _load_lora_file(lora_name)
         out, lines, _ = build_lora_pair(model, lora_sd, lora_name, float(final_strength),
                                         float(strong_strength), float(weak_strength))
+        _keep_while_used(key, lora_sd, out)
         return io.NodeOutput(out, out, "\n".join(lines))

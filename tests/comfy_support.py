@@ -43,6 +43,12 @@ def start_comfyui():
     return comfy_nodes
 
 
+def pack_module(name: str):
+    """A module of this pack as ComfyUI loaded it (e.g. ``"nodes.slicing"``)."""
+    pack = str(PACK_DIR).replace(".", "_x_")      # ComfyUI's module name for a pack folder
+    return sys.modules[f"{pack}.{name}"]
+
+
 def node_class(node_id: str):
     import nodes as comfy_nodes
     return comfy_nodes.NODE_CLASS_MAPPINGS[node_id]
@@ -69,12 +75,12 @@ def _fill(module, seed: int, scale: float = 0.05):
             p.copy_(torch.randn(p.shape, generator=g) * scale)
 
 
-def _patcher(model, seed: int):
+def wrap_tiny(model, seed: int, scale: float = 0.05):
     """Seeded small random weights in fp32, wrapped in a ModelPatcher as ComfyUI's loaders do."""
     import torch
     import comfy.model_management as mm
     import comfy.model_patcher
-    _fill(model.diffusion_model, seed)
+    _fill(model.diffusion_model, seed, scale)
     model.diffusion_model.to(torch.float32)
     model.manual_cast_dtype = None
     return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
@@ -101,7 +107,7 @@ def tiny_model(kind: str = "eps", seed: int = 0):
         model = mb.SDXL(config, model_type=model_type, device="cpu")
     else:
         model = mb.BaseModel(config, model_type=model_type, device="cpu")
-    return _patcher(model, seed)
+    return wrap_tiny(model, seed)
 
 
 def cond(seed: int = 0, kind: str = "eps", tokens: int = 77):
@@ -146,7 +152,7 @@ def tiny_flux_model(seed: int = 0):
         unet["txt_ids_dims"] = []        # required since ComfyUI 0.8 (Flux 1: no text position ids)
     config = sm.Flux(unet)
     model = mb.Flux(config, device="cpu")
-    return _patcher(model, seed)
+    return wrap_tiny(model, seed)
 
 
 def flux_cond(seed: int = 0, tokens: int = 8):
@@ -202,11 +208,17 @@ def tiny_unet_state_dict(seed: int = 0, scale: float = 0.05):
 def tiny_lora_state_dict(seed: int = 0, rank: int = 4, scale: float = 0.05):
     """A kohya-format LoRA (``lora_unet_*`` keys: lora_up, lora_down, alpha) for the attention
     projections of the tiny SD2 UNet, as ComfyUI's LoraLoader reads it."""
+    return attention_lora(_tiny_sd2_model(), seed, rank, scale)
+
+
+def attention_lora(base_model, seed: int = 0, rank: int = 4, scale: float = 0.05, dtype=None):
+    """A kohya-format LoRA for the 2-D attention weights of a UNet BaseModel (a ModelPatcher's
+    ``.model``); fp16 unless ``dtype`` says otherwise."""
     import torch
     import comfy.lora
-    model = _tiny_sd2_model()
-    key_map = comfy.lora.model_lora_keys_unet(model, {})
-    weights = model.state_dict()
+    dtype = dtype or torch.float16
+    key_map = comfy.lora.model_lora_keys_unet(base_model, {})
+    weights = base_model.state_dict()
     g = torch.Generator().manual_seed(5000 + seed)
     out = {}
     for lora_key, weight_key in sorted(key_map.items()):
@@ -216,10 +228,41 @@ def tiny_lora_state_dict(seed: int = 0, rank: int = 4, scale: float = 0.05):
         weight = weights[weight_key]
         if weight.ndim != 2:
             continue
-        out[f"{lora_key}.lora_up.weight"] = (torch.randn(weight.shape[0], rank, generator=g) * scale).half()
-        out[f"{lora_key}.lora_down.weight"] = (torch.randn(rank, weight.shape[1], generator=g) * scale).half()
-        out[f"{lora_key}.alpha"] = torch.tensor(float(rank)).half()
+        out[f"{lora_key}.lora_up.weight"] = (torch.randn(weight.shape[0], rank, generator=g) * scale).to(dtype)
+        out[f"{lora_key}.lora_down.weight"] = (torch.randn(rank, weight.shape[1], generator=g) * scale).to(dtype)
+        out[f"{lora_key}.alpha"] = torch.tensor(float(rank)).to(dtype)
     return out
+
+
+def pack_module(sub: str):
+    """A module of this pack as ComfyUI loaded it (custom nodes live under their folder's path)."""
+    import importlib
+    return importlib.import_module(f"{str(PACK_DIR).replace('.', '_x_')}.{sub}")
+
+
+def live_tensor_bytes() -> int:
+    """Bytes of every tensor storage Python can reach (after a full collection), each storage
+    counted once: what a leak of tensors kept by Python objects adds to."""
+    import gc
+    import warnings
+    import torch
+    gc.collect()
+    seen, total = set(), 0
+    with warnings.catch_warnings():     # isinstance on deprecated torch aliases warns
+        warnings.simplefilter("ignore")
+        objects = [obj for obj in gc.get_objects() if isinstance(obj, torch.Tensor)]
+    for obj in objects:
+        try:
+            if obj.is_meta:
+                continue
+            storage = obj.untyped_storage()
+        except Exception:  # tensors without storage (sparse, wrapper subclasses)
+            continue
+        key = (storage.data_ptr(), obj.device)
+        if key not in seen:
+            seen.add(key)
+            total += storage.nbytes()
+    return total
 
 
 def write_tiny_checkpoints(models_dir) -> dict:
@@ -422,6 +465,31 @@ class ComfyServer:
     def run(self, prompt: dict, timeout: float = 60) -> dict:
         return self.wait(self.queue(prompt), timeout)
 
+    def running_ids(self) -> list[str]:
+        """Ids of the prompts ComfyUI is executing now (/queue's queue_running)."""
+        return [item[1] for item in self.get_json("/queue").get("queue_running", [])]
+
+    def pending_ids(self) -> list[str]:
+        return [item[1] for item in self.get_json("/queue").get("queue_pending", [])]
+
+    def interrupt(self) -> None:
+        """What the UI's "stop" button does: POST /interrupt."""
+        status, _ = self._post_raw("/interrupt", {})
+        assert status == 200, status
+
+    def clear_queue(self) -> None:
+        """What the UI's "clear queue" does: drop every pending prompt."""
+        status, _ = self._post_raw("/queue", {"clear": True})
+        assert status == 200, status
+
+    def _post_raw(self, path: str, data):
+        import json
+        import urllib.request
+        request = urllib.request.Request(self.url(path), data=json.dumps(data).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+
     @staticmethod
     def succeeded(entry: dict) -> bool:
         return entry["status"].get("status_str") == "success" and bool(entry["status"].get("completed"))
@@ -457,4 +525,260 @@ def tiny_video_model(seed: int = 0):
 
     config = sm.WAN21_T2V(dict(TINY_WAN))
     model = mb.WAN21(config, device="cpu")
-    return _patcher(model, seed)
+    return wrap_tiny(model, seed)
+
+
+def dynamic_like(patcher, *, can_reload: bool = True):
+    """``patcher`` behaving as ComfyUI 2026's dynamic-VRAM ModelPatcherDynamic does where W2SD meets
+    it (read from its source; no release here has it): clones stay dynamic, applying weight hooks
+    raises, and ``get_non_dynamic_delegate()`` returns a plain ModelPatcher with the same patches,
+    or raises when the loader left no way to reload the model."""
+    import comfy.model_patcher
+
+    class DynamicLike(comfy.model_patcher.ModelPatcher):
+        def is_dynamic(self):
+            return True
+
+        def patch_hook_weight_to_device(self, *args, **kwargs):
+            raise RuntimeError("Hooks not implemented in ModelPatcherDynamic.")
+
+        def get_non_dynamic_delegate(self):
+            if not can_reload:
+                raise RuntimeError("Cannot create non-dynamic delegate: cached_patcher_init is not initialized.")
+            delegate = self.clone()
+            delegate.__class__ = comfy.model_patcher.ModelPatcher
+            return delegate
+
+    out = patcher.clone()
+    out.__class__ = DynamicLike
+    return out
+
+
+def kohya_lora(model, seed=0, rank=4, dora=0, tucker=True, conv=True, scale=0.1):
+    """A LoRA/LoCon for every Linear (and, with ``conv``, Conv) weight of an SD-type model, in kohya
+    names (``lora_unet_*``): Linear keys get ``lora_down (r, in)`` / ``lora_up (out, r)``; conv keys
+    get a LoCon down + 1x1 up (with ``tucker``, one 3x3 of them as a ``lora_mid``). ``dora`` Linear
+    keys get a DoRA scale."""
+    import torch
+    import comfy.lora
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g) * scale
+
+    state = model.model.state_dict()
+    names = {}
+    for name, target in comfy.lora.model_lora_keys_unet(model.model, {}).items():
+        if (isinstance(target, str) and name.startswith("lora_unet_") and target.endswith(".weight")
+                and target in state):
+            names.setdefault(target, name)
+    sd, used_mid, doras = {}, False, 0
+    for target, name in sorted(names.items()):
+        module = model.model.get_submodule(target[:-len(".weight")])
+        w = module.weight
+        if isinstance(module, torch.nn.Linear):
+            sd[f"{name}.lora_down.weight"] = rnd(rank, w.shape[1])
+            sd[f"{name}.lora_up.weight"] = rnd(w.shape[0], rank)
+            if doras < dora:
+                doras += 1
+                sd[f"{name}.dora_scale"] = w.detach().norm(dim=1, keepdim=True) * (1 + rnd(w.shape[0], 1))
+        elif conv and isinstance(module, torch.nn.Conv2d):
+            k = tuple(w.shape[2:])
+            if tucker and not used_mid and k == (3, 3):
+                used_mid = True
+                sd[f"{name}.lora_down.weight"] = rnd(rank, w.shape[1], 1, 1)
+                sd[f"{name}.lora_mid.weight"] = rnd(rank, rank, *k)
+            else:
+                sd[f"{name}.lora_down.weight"] = rnd(rank, w.shape[1], *k)
+            sd[f"{name}.lora_up.weight"] = rnd(w.shape[0], rank, 1, 1)
+        else:
+            continue
+        sd[f"{name}.alpha"] = torch.tensor(float(rank) / 2)
+    assert used_mid or not (tucker and conv)
+    return sd
+
+
+# ---------------------------------------------------------------- tiny HiDream (routed MoE DiT)
+
+TINY_HIDREAM = {
+    "image_model": "hidream", "patch_size": 2, "in_channels": 16, "out_channels": 16,
+    "num_layers": 1, "num_single_layers": 1, "attention_head_dim": 16, "num_attention_heads": 2,
+    "caption_channels": [32, 32], "text_emb_dim": 32, "num_routed_experts": 4,
+    "num_activated_experts": 2, "axes_dims_rope": [8, 4, 4], "max_resolution": [32, 32],
+    "llama_layers": [0, 1],
+}
+
+
+def tiny_hidream_model(seed: int = 0, scale: float = 0.2):
+    """A ComfyUI ModelPatcher around a tiny HiDream (comfy.ldm.hidream): a flow model on 16-channel
+    latents whose image feed-forward layers are routed mixtures of 4 experts (top 2 per token) in
+    both its double- and single-stream block; condition it with ``hidream_cond``. The larger
+    weight scale makes the gates' scores differ clearly between experts."""
+    import comfy.model_base as mb
+    import comfy.supported_models as sm
+
+    config = sm.HiDream(dict(TINY_HIDREAM))
+    model = mb.HiDream(config, device="cpu")
+    return wrap_tiny(model, seed, scale)
+
+
+def hidream_cond(seed: int = 0, tokens: int = 8):
+    """CONDITIONING for ``tiny_hidream_model``: T5-like tokens, per-layer Llama states
+    (``conditioning_llama3``: [batch, layers, tokens, width]) and the pooled vector."""
+    import torch
+    g = torch.Generator().manual_seed(3000 + seed)
+    return [[torch.randn(1, tokens, 32, generator=g),
+             {"pooled_output": torch.randn(1, 32, generator=g),
+              "conditioning_llama3": torch.randn(1, 2, tokens, 32, generator=g)}]]
+
+
+# ---------------------------------------------------------------- real prompts in this process
+#
+# ComfyUI's loaders detect HiDream from fixed full-size settings, so a tiny HiDream cannot come from
+# a file. These test-only nodes stand in for the loaders and text encoders; everything else in a
+# prompt runs as ComfyUI runs it (its validation, its executor, its nodes, ours).
+
+KEPT: dict = {}
+TINY_FAMILIES = ("hidream", "wan_high", "wan_low", "sd_eps")
+
+
+def _tiny_of(family: str, seed: int):
+    if family == "hidream":
+        return tiny_hidream_model(seed)
+    if family in ("wan_high", "wan_low"):
+        return tiny_video_model(seed + (0 if family == "wan_high" else 100))
+    return tiny_model("eps", seed)
+
+
+class TinyModelNode:
+    CATEGORY = "testing"
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"family": (list(TINY_FAMILIES),), "seed": ("INT", {"default": 0, "min": 0})}}
+
+    def load(self, family, seed):
+        return (_tiny_of(family, seed),)
+
+
+class TinyConditioningNode:
+    CATEGORY = "testing"
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"family": (list(TINY_FAMILIES),), "seed": ("INT", {"default": 0, "min": 0})}}
+
+    def encode(self, family, seed):
+        if family == "hidream":
+            return (hidream_cond(seed),)
+        return (cond(seed, tokens=16 if family.startswith("wan") else 77),)
+
+
+class KeepLatentNode:
+    CATEGORY = "testing"
+    RETURN_TYPES = ()
+    FUNCTION = "keep"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"samples": ("LATENT",), "key": ("STRING", {"default": "out"})}}
+
+    def keep(self, samples, key):
+        KEPT[key] = samples["samples"].clone()
+        return {}
+
+
+FIXTURE_NODES = {"TinyFixtureModel": TinyModelNode, "TinyFixtureConditioning": TinyConditioningNode,
+                 "TinyFixtureKeepLatent": KeepLatentNode}
+
+
+class _QuietServer:
+    """What ComfyUI's executor reports to: nothing listens."""
+    client_id = None
+    last_node_id = None
+    last_prompt_id = None
+    sockets_metadata: dict = {}
+
+    def send_sync(self, *args, **kwargs):
+        pass
+
+    def queue_updated(self):
+        pass
+
+
+def _executor_options(execution) -> dict:
+    """What main.py passes the executor in the running release (0.8 reads cache_args)."""
+    import inspect
+    from comfy.cli_args import args
+    if "cache_args" in inspect.signature(execution.PromptExecutor).parameters:
+        return {"cache_args": {"lru": getattr(args, "cache_lru", 0), "ram": getattr(args, "cache_ram", 0)}}
+    return {}
+
+
+def run_prompt(prompt: dict) -> dict:
+    """Validate and execute an API-format prompt with ComfyUI's own validation and executor, in
+    this process; returns {key: samples} of its TinyFixtureKeepLatent nodes. Raises with ComfyUI's
+    error text when validation or execution fails."""
+    import uuid
+    import execution
+    comfy_nodes = load_extra_nodes()
+    comfy_nodes.NODE_CLASS_MAPPINGS.update(FIXTURE_NODES)
+    prompt_id = uuid.uuid4().hex
+    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
+    if not valid:
+        raise RuntimeError(f"ComfyUI rejected the prompt: {error} {node_errors}")
+    KEPT.clear()
+    executor = execution.PromptExecutor(_QuietServer(), **_executor_options(execution))
+    executor.execute(prompt, prompt_id, {}, outputs)
+    if not executor.success:
+        errors = [m for m in executor.status_messages if m[0] == "execution_error"]
+        raise RuntimeError(f"ComfyUI failed to run the prompt: {errors}")
+    return dict(KEPT)
+
+
+def evaluate_roles(patcher, role_list, x, sigma, positive, negative, cfg=1.0, guider=None):
+    """Denoised output of ``patcher`` at (x, sigma) for each role (None: a normal step), each call
+    made inside one real sampling run of ``guider`` (default: a CFGGuider) exactly as a sampler
+    calls its model: wrappers merged, model loaded, injections live."""
+    import torch
+    import comfy.samplers
+    roles = pack_module("nodes.roles")
+    result = {}
+
+    def sampler_fn(model, x_, sigmas, extra_args=None, callback=None, disable=None):
+        s = x.new_ones([x.shape[0]]) * sigma
+        for role in role_list:
+            args = dict(extra_args)
+            if role is not None:
+                args["model_options"] = roles.with_role(extra_args["model_options"], role)
+            result[role] = model(x, s, **args)
+        return x_
+
+    if guider is None:
+        guider = comfy.samplers.CFGGuider(patcher)
+        guider.set_conds(positive, negative)
+        guider.set_cfg(cfg)
+    guider.sample(torch.zeros_like(x), torch.zeros_like(x), comfy.samplers.KSAMPLER(sampler_fn),
+                  torch.tensor([float(sigma), 0.0]), seed=0, disable_pbar=True)
+    return result
+
+
+def patch_with(node_id: str, model, **inputs):
+    """The MODEL a stock model-patch node returns (V1 or V3 node, as the running release has it)."""
+    cls = node_class(node_id)
+    if hasattr(cls, "define_schema"):
+        return cls.execute(model, **inputs).args[0]
+    return getattr(cls(), cls.FUNCTION)(model, **inputs)[0]
+
+
+def load_extra_nodes():
+    """ComfyUI's comfy_extras nodes (FreeU, PAG, SAG, ModelSamplingSD3, SamplerCustomAdvanced...)."""
+    comfy_nodes = start_comfyui()
+    if "SamplerCustomAdvanced" not in comfy_nodes.NODE_CLASS_MAPPINGS:
+        asyncio.run(comfy_nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    return comfy_nodes

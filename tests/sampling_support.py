@@ -13,19 +13,11 @@ ROLE_KEY = "w2sd_role"
 
 
 def ksampler_reference(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
-                       denoise=1.0, callback=None):
-    """ComfyUI's KSampler node (nodes.common_ksampler), without importing the node class: the
-    output dict of ``comfy.sample.sample`` called the way it calls it."""
-    import comfy.sample
-    import comfy.utils
-    latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
-    noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index", None))
-    samples = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative,
-                                  latent_image, denoise=denoise, noise_mask=latent.get("noise_mask", None),
-                                  callback=callback, disable_pbar=True, seed=seed)
-    out = latent.copy()
-    out["samples"] = samples
-    return out
+                       denoise=1.0):
+    """The running ComfyUI's own KSampler node: the output LATENT it returns."""
+    import nodes
+    return nodes.KSampler().sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                                   latent, denoise=denoise)[0]
 
 
 def gaussian_denoiser(model_sampling, std: float = 1.0):
@@ -112,3 +104,24 @@ def assert_unchanged(before: dict, patcher) -> None:
     for key in before:
         if key != "weights":
             assert before[key] == after[key], f"{key} changed on the user's MODEL"
+
+
+def karras_sigmas(model, steps, scheduler="karras"):
+    """A schedule of ``model`` from ComfyUI's own scheduler (karras unless named)."""
+    import comfy.samplers
+    return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()
+
+
+def w2sd_sampler(sampler="euler", **inputs):
+    """The W2SD Sampler node's output wrapping ``sampler`` (a SAMPLER, or a sampler's name)."""
+    import comfy.samplers
+    import comfy_support
+    if isinstance(sampler, str):
+        sampler = comfy.samplers.sampler_object(sampler)
+    inputs.setdefault("reflect_steps", -1)   # the tests exercise the method; the default is off
+    return comfy_support.node_class("W2SDSampler").execute(sampler, **inputs).args[0]
+
+
+def rel(a, b) -> float:
+    """Relative L2 distance of ``a`` from ``b``."""
+    return float((a - b).norm() / b.norm())

@@ -8,16 +8,11 @@ import pytest
 import torch
 
 import comfy_support as cs
-from sampling_support import assert_unchanged, instrument, snapshot
+from sampling_support import assert_unchanged, instrument, karras_sigmas, snapshot, w2sd_sampler
 
 pytestmark = pytest.mark.comfyui
 
 SEED = 3
-
-
-def _sigmas(model, steps):
-    import comfy.samplers
-    return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "karras", steps).cpu()
 
 
 def _sample(guider, sampler, steps=4, latent=None, seed=SEED):
@@ -25,17 +20,12 @@ def _sample(guider, sampler, steps=4, latent=None, seed=SEED):
     latent = latent or cs.latent(1, 8)
     latent_image = comfy.sample.fix_empty_latent_channels(guider.model_patcher, latent["samples"])
     noise = comfy.sample.prepare_noise(latent_image, seed)
-    return guider.sample(noise, latent_image, sampler, _sigmas(guider.model_patcher, steps),
+    return guider.sample(noise, latent_image, sampler, karras_sigmas(guider.model_patcher, steps),
                          denoise_mask=latent.get("noise_mask"), disable_pbar=True, seed=seed)
 
 
 def _guider(model, cfg=5.0, **optional):
     return cs.node_class("W2SDGuider").execute(model, cs.cond(0), cs.cond(1), cfg, **optional).args[0]
-
-
-def _w2sd(name="euler", **inputs):
-    import comfy.samplers
-    return cs.node_class("W2SDSampler").execute(comfy.samplers.sampler_object(name), **inputs).args[0]
 
 
 def _chunks(call):
@@ -54,7 +44,7 @@ def test_normal_steps_are_the_cfg_guiders_bit_for_bit(comfy):
     # weak conds and a weak model are prepared but never called at λ = 0
     weak = cs.tiny_model("eps", seed=1)
     guider = _guider(model, weak_model=weak, weak_positive=cs.cond(5), weak_cfg=1.0)
-    assert torch.equal(expected, _sample(guider, _w2sd("dpmpp_2m", reflect_steps=0)))
+    assert torch.equal(expected, _sample(guider, w2sd_sampler("dpmpp_2m", reflect_steps=0)))
     # nothing differs: a plain sampler is wrapped with the default plan, which then reflects nothing
     assert torch.equal(expected, _sample(_guider(model), comfy.samplers.sampler_object("dpmpp_2m")))
 
@@ -63,10 +53,10 @@ def test_weak_conditioning_reaches_only_weak_calls(comfy):
     model, calls = instrument(cs.tiny_model("eps"), analytic=True)
     pos, neg, weak_pos = cs.cond(0), cs.cond(1), cs.cond(5)
     guider = cs.node_class("W2SDGuider").execute(model, pos, neg, 5.0, weak_positive=weak_pos).args[0]
-    sampler = _w2sd(reflect_steps=2)
+    sampler = w2sd_sampler(reflect_steps=2)
     _sample(guider, sampler)
-    assert sampler.w2sd.report["reflections"] == 2
-    assert "weak conditioning" in sampler.w2sd.report["differences"][0]
+    assert sampler.report.reflections == 2
+    assert "weak conditioning" in sampler.report.differences[0]
     weak_calls = [c for c in calls if c.role == "reflect_weak"]
     other = [c for c in calls if c.role != "reflect_weak"]
     assert len(weak_calls) == 2 and len(other) == 4 + 2
@@ -102,7 +92,7 @@ def test_controlnet_stays_with_the_strong_conditioning(comfy):
     positive = [[t, {**extras, "control": control, "control_apply_to_uncond": True}] for t, extras in cs.cond(0)]
     guider = cs.node_class("W2SDGuider").execute(model, positive, cs.cond(1), 5.0,
                                                  weak_positive=cs.cond(5)).args[0]
-    _sample(guider, _w2sd(reflect_steps=2))
+    _sample(guider, w2sd_sampler(reflect_steps=2))
     assert [c.has_control for c in calls if c.role is None] == [True] * 4       # cond and uncond batched
     assert [c.has_control for c in calls if c.role == "reflect_strong"] == [True] * 2
     assert [c.has_control for c in calls if c.role == "reflect_weak"] == [False] * 2
@@ -118,7 +108,7 @@ def test_a_second_checkpoint_gets_controlnets_prepared_for_itself(comfy):
     def check_controls(args):
         def chain(control):
             return [control] + (chain(control.previous_controlnet) if control.previous_controlnet else [])
-        weak_chain = chain(guider.weak_conds["positive"][0]["control"])
+        weak_chain = chain(guider.weak.conds["positive"][0]["control"])
         strong_chain = chain(guider.conds["positive"][0]["control"])
         seen.append((len(weak_chain) == len(strong_chain) == 2,
                      all(w is not s for w, s in zip(weak_chain, strong_chain)),
@@ -130,7 +120,7 @@ def test_a_second_checkpoint_gets_controlnets_prepared_for_itself(comfy):
     control.set_previous_controlnet(_tiny_controlnet(strong))
     positive = [[t, {**extras, "control": control}] for t, extras in cs.cond(0)]
     guider = cs.node_class("W2SDGuider").execute(strong, positive, cs.cond(1), 5.0, weak_model=weak).args[0]
-    out = _sample(guider, _w2sd(reflect_steps=2))
+    out = _sample(guider, w2sd_sampler(reflect_steps=2))
     assert torch.isfinite(out).all()
     # the positive carries the ControlNets, the negative none: two calls per weak evaluation
     assert [c.has_control for c in weak_calls] == [True, False] * 2
@@ -152,10 +142,10 @@ def test_two_checkpoints_load_together_and_weak_calls_run_on_the_weak_model(comf
     monkeypatch.setattr(mm, "load_models_gpu", lambda models, *a, **k: (loads.append(len(models)),
                                                                           original(models, *a, **k))[1])
     guider = _guider(strong, weak_model=weak)
-    sampler = _w2sd(reflect_steps=3)
+    sampler = w2sd_sampler(reflect_steps=3)
     out = _sample(guider, sampler, steps=5)
     assert torch.isfinite(out).all()
-    assert sampler.w2sd.report["differences"] == ["weak model (second checkpoint)"]
+    assert sampler.report.differences == ["weak model (second checkpoint)"]
     assert len(loads) == 1                                            # one load for the whole run
     assert [c.role for c in weak_calls] == ["reflect_weak"] * 3
     assert {c.model_id for c in weak_calls} == {id(weak.model)}
@@ -170,9 +160,9 @@ def test_weak_model_with_other_options_shares_the_weights(comfy):
     runs on the same loaded weights with its own options."""
     strong, strong_calls = instrument(cs.tiny_model("eps"), analytic=True)
     weak, weak_calls = instrument(strong, analytic=True)     # a clone: same weights, own wrapper
-    sampler = _w2sd(reflect_steps=2)
+    sampler = w2sd_sampler(reflect_steps=2)
     _sample(_guider(strong, weak_model=weak), sampler)
-    assert sampler.w2sd.report["differences"] == ["weak model (same weights, other model patches)"]
+    assert sampler.report.differences == ["weak model (same weights, other model patches)"]
     assert [c.role for c in weak_calls] == ["reflect_weak"] * 2
     assert "reflect_weak" not in [c.role for c in strong_calls]
     assert {c.model_id for c in weak_calls} == {id(strong.model)}
@@ -222,12 +212,12 @@ def test_flow_models_with_other_shifts_pair(comfy):
     weak = _with_sampling(cs.tiny_model("flow", seed=1), shift=3.0)
     assert float(weak.get_model_object("model_sampling").sigma_min) > 2 * float(
         strong.get_model_object("model_sampling").sigma_min)
-    sampler = _w2sd(reflect_steps=2, reflect_end_percent=1.0)
+    sampler = w2sd_sampler(reflect_steps=2, reflect_end_percent=1.0)
     guider = cs.node_class("W2SDGuider").execute(strong, cs.cond(0, "flow"), cs.cond(1, "flow"), 5.0,
                                                  weak_model=weak).args[0]
     out = _sample(guider, sampler)
     assert torch.isfinite(out).all()
-    assert sampler.w2sd.report["reflections"] == 2
+    assert sampler.report.reflections == 2
 
 
 def test_user_models_are_left_untouched_and_runs_repeat(comfy):
@@ -236,7 +226,7 @@ def test_user_models_are_left_untouched_and_runs_repeat(comfy):
     outs = []
     for _ in range(2):
         guider = _guider(strong, weak_model=weak, weak_positive=cs.cond(5), strong_cfg=5.5, weak_cfg=1.0)
-        outs.append(_sample(guider, _w2sd("euler_ancestral", reflect_steps=2)))
+        outs.append(_sample(guider, w2sd_sampler("euler_ancestral", reflect_steps=2)))
     assert torch.equal(outs[0], outs[1])
     assert_unchanged(before[0], strong)
     assert_unchanged(before[1], weak)
@@ -248,8 +238,9 @@ def test_a_plain_sampler_reflects_with_the_default_plan(comfy):
     from w2sd_core import default_plan
     _sample(_guider(model, strong_cfg=5.5, weak_cfg=1.0), comfy.samplers.sampler_object("euler"), steps=4)
     default = default_plan(model.get_model_object("model_sampling").percent_to_sigma)
-    expected = len(default.reflected_steps(_sigmas(model, 4))) * default.repeats
+    expected = len(default.reflected_steps(karras_sigmas(model, 4))) * default.repeats
     roles = [c.role for c in calls]
-    assert expected > 0
+    # the default plan reflects nothing (docs/defaults.md): plain steps only, as in the core
+    assert expected == 0 and default.steps == 0
     assert roles.count("reflect_strong") == roles.count("reflect_weak") == expected
     assert roles.count(None) == 4

@@ -17,6 +17,7 @@ import copy
 import pytest
 
 import comfy_support
+from sampling_support import rel
 
 pytestmark = pytest.mark.comfyui
 
@@ -78,10 +79,6 @@ def sampler_custom_advanced(model, latent, sigmas, cfg=1.0):
 def invert(node, model, latent, sigmas, cfg=1.0, inversion="next"):
     return node.execute(model, comfy_support.cond(0), comfy_support.cond(1), cfg, latent, sigmas,
                         inversion).result[0]
-
-
-def rel(a, b):
-    return float((a - b).norm() / b.norm())
 
 
 @pytest.mark.parametrize("kind", ["eps", "v", "flow"])

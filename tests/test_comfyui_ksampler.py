@@ -18,6 +18,7 @@ SAMPLERS = ["euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "uni_pc", "d
 def _run(model, latent, steps=4, cfg=5.0, sampler_name="euler", scheduler="normal", seed=5, denoise=1.0,
          positive=None, negative=None, kind="eps", **optional):
     node = cs.node_class("W2SDReflectiveKSampler")
+    optional.setdefault("reflect_steps", -1)   # these tests exercise reflection; the default is off
     positive = positive if positive is not None else cs.cond(0, kind)
     negative = negative if negative is not None else cs.cond(1, kind)
     return node.execute(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
@@ -205,3 +206,40 @@ def test_schema_keeps_ksamplers_inputs(comfy):
     assert inputs["sampler_name"].options == comfy.samplers.KSampler.SAMPLERS
     assert all(i.optional for i in schema.inputs[10:])
     assert all(i.tooltip for i in schema.inputs) and schema.description
+
+
+def _model_of_type(model_type):
+    """The tiny SD1.5-shaped UNet sampled as ``model_type`` (a comfy.model_base.ModelType)."""
+    import comfy.model_base as mb
+    import comfy.supported_models as sm
+    config = sm.SD15(dict(cs.TINY_UNET))
+    config.unet_config.update(num_head_channels=16, num_heads=-1)
+    return cs.wrap_tiny(mb.BaseModel(config, model_type=model_type, device="cpu"), 0)
+
+
+def test_every_model_family_of_this_comfyui_reflects(comfy):
+    """Every model type the running ComfyUI ships: the default window turns into a sigma of that
+    model, reflection runs and stays finite, and 'official' is refused where it has no meaning."""
+    import comfy.model_base as mb
+    import comfy.model_sampling
+    for model_type in mb.ModelType:
+        model = _model_of_type(model_type)
+        ms = model.get_model_object("model_sampling")
+        result = _run(model, cs.latent(1, 8), steps=6, strong_cfg=5.5, weak_cfg=1.0)
+        text = result.ui.as_dict()["text"][0]
+        assert torch.isfinite(result.args[0]["samples"]).all(), model_type
+        assert "0 reflection(s)" not in text, (model_type, text)
+        if not isinstance(ms, comfy.model_sampling.EPS):
+            with pytest.raises(ValueError, match="official"):
+                _run(model, cs.latent(1, 8), steps=6, strong_cfg=5.5, weak_cfg=1.0, inversion="official")
+
+
+def test_pairs_of_model_families_that_do_not_share_a_latent_space_are_refused(comfy):
+    import comfy.model_base as mb
+    eps, flow, cosmos = (_model_of_type(t) for t in (mb.ModelType.EPS, mb.ModelType.FLOW,
+                                                     mb.ModelType.FLOW_COSMOS))
+    with pytest.raises(ValueError, match="model type: strong is eps, weak is flow"):
+        _run(eps, cs.latent(1, 8), weak_model=flow)
+    # Cosmos' rectified flow samples in the eps family's space: only its sigma range differs.
+    with pytest.raises(ValueError, match="sigma range"):
+        _run(eps, cs.latent(1, 8), weak_model=cosmos)

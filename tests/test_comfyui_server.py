@@ -10,6 +10,7 @@ flow; ``LoadLatent`` / ``SaveLatent`` move latents in and out with no VAE. One s
 import pytest
 
 import comfy_support
+from sampling_support import rel
 
 pytestmark = pytest.mark.comfyui
 
@@ -86,10 +87,6 @@ def saved(server, entry, node_id):
     paths = server.output_files(entry, node_id)
     assert len(paths) == 1 and paths[0].is_file(), (node_id, entry.get("outputs"))
     return comfy_support.read_latent_file(paths[0])
-
-
-def rel(a, b):
-    return float((a - b).norm() / b.norm())
 
 
 def test_inversion_round_trip_through_stock_samplers(server):

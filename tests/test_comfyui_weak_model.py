@@ -35,42 +35,8 @@ def rnd(g, *shape, scale=0.1):
 
 
 def sd_lora(model, seed=0, rank=4, dora=0, tucker=True):
-    """A LoRA/LoCon for every Linear and Conv weight of a tiny SD-type model, in kohya names
-    (``lora_unet_*``): Linear keys get ``lora_down (r, in)`` / ``lora_up (out, r)``; conv keys get a
-    LoCon 3x3 down + 1x1 up (one of them a Tucker ``lora_mid``). ``dora`` Linear keys get a DoRA scale."""
-    import comfy.lora
-    g = torch.Generator().manual_seed(seed)
-    key_map = comfy.lora.model_lora_keys_unet(model.model, {})
-    state = model.model.state_dict()
-    names = {}
-    for name, target in key_map.items():
-        if (isinstance(target, str) and name.startswith("lora_unet_") and target.endswith(".weight")
-                and target in state):
-            names.setdefault(target, name)
-    sd, used_mid, doras = {}, False, 0
-    for target, name in sorted(names.items()):
-        module = model.model.get_submodule(target[:-len(".weight")])
-        w = module.weight
-        if isinstance(module, torch.nn.Linear):
-            sd[f"{name}.lora_down.weight"] = rnd(g, rank, w.shape[1])
-            sd[f"{name}.lora_up.weight"] = rnd(g, w.shape[0], rank)
-            if doras < dora:
-                doras += 1
-                sd[f"{name}.dora_scale"] = w.detach().norm(dim=1, keepdim=True) * (1 + rnd(g, w.shape[0], 1))
-        elif isinstance(module, torch.nn.Conv2d):
-            k = tuple(w.shape[2:])
-            if tucker and not used_mid and k == (3, 3):
-                used_mid = True
-                sd[f"{name}.lora_down.weight"] = rnd(g, rank, w.shape[1], 1, 1)
-                sd[f"{name}.lora_mid.weight"] = rnd(g, rank, rank, *k)
-            else:
-                sd[f"{name}.lora_down.weight"] = rnd(g, rank, w.shape[1], *k)
-            sd[f"{name}.lora_up.weight"] = rnd(g, w.shape[0], rank, 1, 1)
-        else:
-            continue
-        sd[f"{name}.alpha"] = torch.tensor(float(rank) / 2)
-    assert used_mid or not tucker
-    return sd
+    import comfy_support
+    return comfy_support.kohya_lora(model, seed=seed, rank=rank, dora=dora, tucker=tucker)
 
 
 def flux_lora(model, seed=0, rank=4):
@@ -112,10 +78,8 @@ def fused(model, sd, strength):
 
 
 def pack(sub):
-    """A module of this pack as ComfyUI loaded it (custom nodes live under their folder's path)."""
-    import importlib
     import comfy_support
-    return importlib.import_module(f"{str(comfy_support.PACK_DIR).replace('.', '_x_')}.{sub}")
+    return comfy_support.pack_module(sub)
 
 
 class Probe:
@@ -545,3 +509,38 @@ def test_fallback_report_states_the_weight_copies_per_call(comfy, lora_dir):
                         comfy_support.cond(0), comfy_support.cond(1), latent, disable_pbar=True, seed=1)
     assert len(applied) == 2 * steps
     assert "two copies of them per model call, normal steps included" in report
+
+
+def test_weight_hooks_on_a_dynamic_vram_model_run_on_its_static_delegate(comfy, lora_dir):
+    """Dynamic VRAM (ComfyUI 2026) has no weight hooks: the DoRA fallback must use the model's
+    non-dynamic delegate, as ComfyUI's guider does for hooked conds, and stay exact."""
+    import comfy_support
+    base = comfy_support.dynamic_like(comfy_support.tiny_model("eps", seed=7))
+    sd = sd_lora(base, seed=8, dora=3, tucker=False)
+    name = save_lora(lora_dir, "sd_dora_dynamic.safetensors", sd)
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(1, 4, 16, 16, generator=g) * 2.0
+    model, report = roles_match_fused(comfy, base, sd, name, x, 2.0, comfy_support.cond(0),
+                                      comfy_support.cond(1))
+    assert "DoRA x3" in report
+    assert not pack("nodes.compat").is_dynamic(model)
+
+
+def test_weight_hooks_on_a_dynamic_model_that_cannot_reload_are_refused(comfy, lora_dir):
+    import comfy_support
+    base = comfy_support.dynamic_like(comfy_support.tiny_model("eps", seed=7), can_reload=False)
+    name = save_lora(lora_dir, "sd_dora_dynamic2.safetensors", sd_lora(base, seed=8, dora=2, tucker=False))
+    with pytest.raises(ValueError, match=r"DoRA.*--disable-dynamic-vram"):
+        build(comfy, base, name)
+
+
+def test_the_lora_delta_on_a_dynamic_vram_model_needs_no_delegate(comfy, lora_dir):
+    """Plain LoRA/LoCon pairs add activation-space deltas through set_injections: they stay on the
+    dynamic model itself (no second copy) and stay exact."""
+    import comfy_support
+    base = comfy_support.dynamic_like(comfy_support.tiny_model("eps", seed=1))
+    sd = sd_lora(base, seed=2)
+    name = save_lora(lora_dir, "sd_locon_dynamic.safetensors", sd)
+    x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(3)) * 3.0
+    model, _ = roles_match_fused(comfy, base, sd, name, x, 3.0, comfy_support.cond(0), comfy_support.cond(1))
+    assert pack("nodes.compat").is_dynamic(model)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from w2sd_core import DEFAULT_INVERSION, default_plan, sample_euler, sample_euler_plain
+from w2sd_core import TOY, sample_euler, sample_euler_plain
 from w2sd_core.toy import (DiscreteVPSchedule, GaussianMixture, gaussian_denoiser, mmd2, mode_kl,
                            mode_weights, ring_mixture, toy_problem)
 
@@ -124,18 +124,18 @@ def test_vp_schedule_matches_sd1_numbers():
 # -- the method's claim on the toy (statistical, fixed seeds) ---------------------------------
 
 @pytest.mark.parametrize("steps", [20, 50])
-def test_w2sd_with_defaults_beats_strong_only_even_at_equal_evaluations(steps):
+def test_w2sd_with_the_toy_preset_beats_strong_only_even_at_equal_evaluations(steps):
     p = toy_problem()
     n = 2000
     ref = p.ideal.sample(3000, torch.Generator().manual_seed(100))
     noise = torch.randn(n, 2, generator=torch.Generator().manual_seed(7))
     sigmas = VP.normal(steps)
-    plan = default_plan(VP.percent_to_sigma)
+    plan = TOY.plan(VP.percent_to_sigma)
     evals = steps + plan.extra_evaluations(sigmas)
     equal = VP.normal(evals)
 
     def run(weak):
-        return sample_euler(p.strong, noise * sigmas[0], sigmas, weak=weak, plan=plan, inversion=DEFAULT_INVERSION)
+        return sample_euler(p.strong, noise * sigmas[0], sigmas, weak=weak, plan=plan, inversion=TOY.inversion)
 
     strong = mmd2(sample_euler_plain(p.strong, noise * sigmas[0], sigmas), ref)
     strong_equal_samples = sample_euler_plain(p.strong, noise * equal[0], equal)
@@ -157,7 +157,7 @@ def test_w2sd_with_defaults_beats_strong_only_even_at_equal_evaluations(steps):
 def test_core_import_needs_no_matplotlib():
     import subprocess
     import sys
-    code = ("import sys, w2sd_core, w2sd_core.toy, w2sd_core.demo, w2sd_core.experiments; "
+    code = ("import sys, w2sd_core, w2sd_core.toy, w2sd_core.toy.demo, w2sd_core.toy.experiments, w2sd_core.demo, w2sd_core.experiments; "
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
 
@@ -174,7 +174,7 @@ def test_demo_writes_figure_and_tables_and_w2sd_wins(tmp_path):
     assert rows["w2sd"]["mmd2_x1e3"] < 0.75 * rows["strong_equal"]["mmd2_x1e3"]
     assert rows["negative"]["mmd2_x1e3"] > rows["strong"]["mmd2_x1e3"]
     assert rows["weak"]["mmd2_x1e3"] > rows["strong"]["mmd2_x1e3"] > rows["ideal"]["mmd2_x1e3"]
-    assert "| W2SD (defaults), 20 steps |" in markdown_table(result)
+    assert "| W2SD (toy preset), 20 steps |" in markdown_table(result)
 
 
 def test_experiments_sweep_runs_and_reports(tmp_path, capsys):

@@ -5,8 +5,8 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-NODE_IDS = {"W2SDReflectiveKSampler", "W2SDGuider", "W2SDSampler", "W2SDInversionStep",
-            "W2SDWeakModelBuilder"}
+NODE_IDS = {"W2SDReflectiveKSampler", "W2SDReflectiveKSamplerAdvanced", "W2SDGuider", "W2SDSampler",
+            "W2SDInversionStep", "W2SDWeakModelBuilder", "W2SDExpertPairBuilder"}
 
 
 def _imported_modules(path):

@@ -62,6 +62,9 @@ def _str(v):
     return isinstance(v, str) and v != ""
 
 
+#: Added after the first release, last on each node: saved workflows may end before them.
+MODE_WIDGETS = [("mode", _one_of("reflect", "guide", "reflect+guide")), ("guidance", _float(-10, 100))]
+
 CONTRACT = {
     "W2SDReflectiveKSampler": {
         "sockets": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
@@ -71,7 +74,22 @@ CONTRACT = {
                     ("sampler_name", _str), ("scheduler", _str), ("denoise", _float(0, 1)),
                     ("strong_cfg", _cfg_or_same), ("weak_cfg", _cfg_or_same),
                     ("reflect_steps", _int(-1, 10000)), ("reflect_end_percent", _float(0, 1)),
-                    ("repeats", _int(1, 10)), ("inversion", _one_of("next", "current", "official"))],
+                    ("repeats", _int(1, 10)), ("inversion", _one_of("next", "current", "official")),
+                    *MODE_WIDGETS],
+        "outputs": ["LATENT"],
+    },
+    "W2SDReflectiveKSamplerAdvanced": {
+        "sockets": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                    ("latent_image", "LATENT"), ("weak_model", "MODEL"),
+                    ("weak_positive", "CONDITIONING"), ("weak_negative", "CONDITIONING")],
+        "widgets": [("add_noise", _one_of("enable", "disable")), ("noise_seed", _int(0, SEED_MAX)),
+                    ("steps", _int(1, 10000)), ("cfg", _float(0, 100)), ("sampler_name", _str),
+                    ("scheduler", _str), ("start_at_step", _int(0, 10000)), ("end_at_step", _int(0, 10000)),
+                    ("return_with_leftover_noise", _one_of("disable", "enable")),
+                    ("strong_cfg", _cfg_or_same), ("weak_cfg", _cfg_or_same),
+                    ("reflect_steps", _int(-1, 10000)), ("reflect_end_percent", _float(0, 1)),
+                    ("repeats", _int(1, 10)), ("inversion", _one_of("next", "current", "official")),
+                    *MODE_WIDGETS],
         "outputs": ["LATENT"],
     },
     "W2SDGuider": {
@@ -85,7 +103,7 @@ CONTRACT = {
         "sockets": [("sampler", "SAMPLER")],
         "widgets": [("reflect_steps", _int(-1, 10000)), ("reflect_end_percent", _float(0, 1)),
                     ("repeats", _int(1, 10)), ("inversion", _one_of("next", "current", "official")),
-                    ("strong_cfg", _cfg_or_same), ("weak_cfg", _cfg_or_same)],
+                    ("strong_cfg", _cfg_or_same), ("weak_cfg", _cfg_or_same), *MODE_WIDGETS],
         "outputs": ["SAMPLER"],
     },
     "W2SDInversionStep": {
@@ -93,6 +111,11 @@ CONTRACT = {
                     ("latent", "LATENT"), ("sigmas", "SIGMAS")],
         "widgets": [("cfg", _float(0, 100)), ("inversion", _one_of("next", "current"))],
         "outputs": ["LATENT"],
+    },
+    "W2SDExpertPairBuilder": {
+        "sockets": [("model", "MODEL")],
+        "widgets": [("weak_start_rank", _int(-1, 256)), ("weak_weights", _one_of("top-k weights", "own scores"))],
+        "outputs": ["MODEL", "STRING"],
     },
     "W2SDWeakModelBuilder": {
         "sockets": [("model", "MODEL"), ("weak_model", "MODEL")],
@@ -116,6 +139,9 @@ STOCK_WIDGETS = {
     "SaveImage": ["filename_prefix"],
     "RandomNoise": ["noise_seed", "control_after_generate"],
     "KSamplerSelect": ["sampler_name"],
+    "UNETLoader": ["unet_name", "weight_dtype"],
+    "ModelSamplingSD3": ["shift"],
+    "FreeU_V2": ["b1", "b2", "s1", "s2"],
 }
 
 
@@ -134,6 +160,8 @@ def widgets(node: dict) -> dict:
              else STOCK_WIDGETS.get(node["type"]))
     assert names is not None, f"no widget table for {node['type']}"
     values = node.get("widgets_values") or []
+    if node["type"] in CONTRACT and len(values) == len(names) - len(MODE_WIDGETS):
+        names = names[:len(values)]          # saved before the mode widgets existed
     assert len(values) == len(names), (f"node {node['id']} ({node['type']}): {len(values)} widget "
                                        f"values, expected {len(names)}: {names}")
     return dict(zip(names, values))
@@ -194,7 +222,7 @@ def note_text(data: dict) -> str:
 def test_there_is_a_workflow_per_pair_type():
     assert len(WORKFLOWS) >= 9, [p.name for p in WORKFLOWS]
     kinds = {"Two checkpoints", "LoRA", "Z-Sampling", "Prompt", "ControlNet", "Flux", "Building blocks",
-             "Inversion", "Equal-compute"}
+             "Inversion", "Equal-compute", "Wan 2.2", "MoE", "Model-patch"}
     missing = {k for k in kinds if not any(k in p.stem for p in WORKFLOWS)}
     assert not missing, f"no workflow for {missing}"
 
@@ -298,7 +326,8 @@ def test_w2sd_nodes_follow_the_stable_interface(path):
         spec = CONTRACT[node["type"]]
         values = widgets(node)
         for name, check in spec["widgets"]:
-            assert check(values[name]), f"{path.name}: {node['type']}.{name} = {values[name]!r}"
+            if name in values or name not in dict(MODE_WIDGETS):
+                assert check(values[name]), f"{path.name}: {node['type']}.{name} = {values[name]!r}"
         if "control_after_generate" in values:
             assert values["control_after_generate"] in CONTROL_VALUES
         sockets = dict(spec["sockets"])
@@ -323,7 +352,7 @@ def test_every_sampler_result_is_saved(path):
     assert producers
     for node in producers:
         saved = [g.nodes[i]["type"] for i in g.downstream(node)]
-        assert "SaveImage" in saved, f"{path.name}: {node['type']} {node['id']} is never saved"
+        assert {"SaveImage", "SaveVideo"} & set(saved), f"{path.name}: {node['type']} {node['id']} is never saved"
 
 
 def _workflow(stem_part) -> tuple[Graph, str]:
@@ -465,11 +494,57 @@ def test_equal_compute_ab_workflow():
     assert len(prefixes) == 2, "A and B must save under different names"
 
 
+def test_wan22_workflow_reflects_the_high_noise_expert_only():
+    """ComfyUI's Wan 2.2 template chain: the high-noise expert samples the first half (here from W2SD
+    building blocks on SplitSigmas' high part), the low-noise expert finishes from the same step."""
+    g, text = _workflow("Wan 2.2")
+    high, low = g.one("SamplerCustomAdvanced"), g.one("KSamplerAdvanced")
+    guider, _ = g.source(high, "guider")
+    assert guider["type"] == "W2SDGuider" and g.source(high, "sampler")[0]["type"] == "W2SDSampler"
+    split, slot = g.source(high, "sigmas")
+    assert split["type"] == "SplitSigmas" and slot == 0, "the high-noise expert takes the high sigmas"
+    sched, _ = g.source(split, "sigmas")
+    loaders = {}
+    for node, name in ((guider, "model"), (low, "model"), (sched, "model")):
+        sampling, _ = g.source(node, name)
+        assert sampling["type"] == "ModelSamplingSD3" and widgets(sampling)["shift"] == 8.0
+        loaders[(node["id"], name)] = widgets(g.source(sampling, "model")[0])["unet_name"]
+    assert "high_noise" in loaders[(guider["id"], "model")] and "high_noise" in loaders[(sched["id"], "model")]
+    assert "low_noise" in loaders[(low["id"], "model")]
+    assert g.source(low, "latent_image") == (high, 0)
+    k, b = widgets(low), widgets(sched)
+    assert k["add_noise"] == "disable" and k["start_at_step"] == widgets(split)["step"]
+    assert k["steps"] == b["steps"] and k["scheduler"] == b["scheduler"] and k["cfg"] == widgets(guider)["cfg"]
+    w = widgets(guider)
+    assert w["weak_cfg"] == 1.0 and w["cfg"] > 1.0, "a CFG pair"
+    assert g.one("EmptyHunyuanLatentVideo") and "models/diffusion_models" in text
+
+
+def test_moe_expert_workflow_routes_the_weak_side_to_worse_experts():
+    g, text = _workflow("MoE expert")
+    builder, sampler = g.one("W2SDExpertPairBuilder"), g.one("W2SDReflectiveKSampler")
+    assert g.source(sampler, "model") == (builder, 0) and g.source(sampler, "weak_model") is None
+    assert "hidream" in widgets(g.one("UNETLoader"))["unet_name"]
+    assert widgets(builder)["weak_start_rank"] == -1 and "LOWEST" in text
+    s = widgets(sampler)
+    assert (s["steps"], s["reflect_steps"]) == (25, 12) and "50" in text  # equal cost to the 50-step template
+
+
+def test_model_patch_workflow_pairs_one_checkpoint_with_and_without_a_patch():
+    g, text = _workflow("Model-patch")
+    sampler, patch = g.one("W2SDReflectiveKSampler"), g.one("FreeU_V2")
+    loader = g.one("CheckpointLoaderSimple")
+    assert g.source(sampler, "model") == (patch, 0)
+    assert g.source(sampler, "weak_model") == (loader, 0) and g.source(patch, "model") == (loader, 0)
+    assert "docs/pairs.md" in text and "Refused" in text
+
+
 # ================================================================ ComfyUI tier
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 #: Combos that list installed files (checked by ComfyUI's validation with placeholder files below).
-FILE_COMBOS = {"ckpt_name", "lora_name", "unet_name", "vae_name", "clip_name1", "clip_name2",
+FILE_COMBOS = {"ckpt_name", "lora_name", "unet_name", "vae_name", "clip_name", "clip_name1", "clip_name2",
+               "clip_name3", "clip_name4",
                "control_net_name", "image"}
 
 
@@ -511,6 +586,8 @@ def widget_map(node: dict, input_types: dict) -> dict:
         if not is_widget(spec):
             continue
         if i >= len(values):
+            if node["type"] in CONTRACT and name in dict(MODE_WIDGETS):
+                continue       # saved before these widgets existed: the frontend keeps the defaults
             raise ValueError(f"{node['type']} {node['id']}: no widget value for {name!r}")
         out[name] = values[i]
         i += 1 + control_slot(name, spec) + upload_slot(spec)
@@ -677,7 +754,12 @@ def test_comfyui_validates_the_workflow(comfy_nodes, placeholder_models, path):
 #: What of each workflow cannot run on the tiny fixtures and is swapped out (see core_prompt).
 NOT_RUN = {
     "CheckpointLoaderSimple": "tiny SD2-family UNet file via UNETLoader (no CLIP / VAE in the fixture)",
-    "UNETLoader": "tiny UNet file, made a flow model by ModelSamplingSD3",
+    "UNETLoader": ("tiny UNet file, made a flow model by ModelSamplingSD3; HiDream and Wan 2.2 experts: a "
+                   "tiny model of that family from a test-only node (tests/fixture_pack)"),
+    "CLIPLoader": "removed (no text encoder)",
+    "QuadrupleCLIPLoader": "removed (no text encoder)",
+    "CreateVideo": "removed: the sampler's LATENT goes to SaveLatent",
+    "SaveVideo": "SaveLatent",
     "CLIPTextEncode": "LotusConditioning scaled per prompt text (distinct conds, no CLIP)",
     "DualCLIPLoader": "removed (no text encoder)",
     "VAELoader": "removed (no VAE)",
@@ -687,7 +769,7 @@ NOT_RUN = {
     "LoadImage": "a 64x64 fixture image",
     "ControlNetLoader": "a tiny SD2-family ControlNet file (real loader, real Apply ControlNet)",
 }
-#: Fewer steps on 2 CPU cores: 50 -> 5, 30 -> 3, 25 -> 2; reflect_steps 15 or 12 -> 1, split 12 -> 1.
+#: Fewer steps on 2 CPU cores: 50 -> 5, 30 -> 3, 25 -> 2; reflect_steps 15, 12 or 5 -> 1, split 12 -> 1.
 STEP_DIVISOR = 10
 LATENT_PX = 64  # 8x8 latents
 FIXTURE_IMAGE = "w2sd_fixture.png"
@@ -709,6 +791,8 @@ def core_prompt(prompt: dict, files: dict, latent_name: str) -> dict:
         p[str(next_id[0])] = {"class_type": class_type, "inputs": inputs}
         return str(next_id[0])
 
+    family = next((tiny_family(n["inputs"]["unet_name"]) for n in p.values()
+                   if n["class_type"] == "UNETLoader" and tiny_family(n["inputs"]["unet_name"])), None)
     lotus = add("LotusConditioning", {})
     zero = add("ConditioningZeroOut", {"conditioning": [lotus, 0]})
     rewire, decoded, deleted, checkpoints, texts = {}, {}, set(), [], {}
@@ -719,15 +803,21 @@ def core_prompt(prompt: dict, files: dict, latent_name: str) -> dict:
                 checkpoints.append(inp["ckpt_name"])
             unet = files["unet"] if checkpoints.index(inp["ckpt_name"]) == 0 else files["unet_weak"]
             p[nid] = {"class_type": "UNETLoader", "inputs": {"unet_name": unet, "weight_dtype": "default"}}
+        elif ct == "UNETLoader" and family:
+            p[nid] = {"class_type": "TinyFixtureModel",
+                      "inputs": {"family": tiny_family(inp["unet_name"]), "seed": 0}}
         elif ct == "UNETLoader":
             inp["unet_name"] = files["unet"]
             rewire[(nid, 0)] = [add("ModelSamplingSD3", {"model": [nid, 0], "shift": 3.0}), 0]
+        elif ct == "CLIPTextEncode" and family:
+            k = texts.setdefault(inp["text"], len(texts))
+            p[nid] = {"class_type": "TinyFixtureConditioning", "inputs": {"family": family, "seed": k}}
         elif ct == "CLIPTextEncode":
             k = texts.setdefault(inp["text"], len(texts))
             p[nid] = {"class_type": "ConditioningAverage",
                       "inputs": {"conditioning_to": [lotus, 0], "conditioning_from": [zero, 0],
                                  "conditioning_to_strength": round(1.0 - 0.15 * k, 2)}}
-        elif ct in ("DualCLIPLoader", "VAELoader"):
+        elif ct in ("DualCLIPLoader", "VAELoader", "CLIPLoader", "QuadrupleCLIPLoader", "CreateVideo"):
             deleted.add(nid)
         elif ct == "ControlNetLoader":
             inp["control_net_name"] = files["controlnet"]
@@ -740,17 +830,20 @@ def core_prompt(prompt: dict, files: dict, latent_name: str) -> dict:
             decoded[nid] = inp["samples"]
         elif ct == "W2SDWeakModelBuilder" and inp.get("lora_name") not in (None, "None"):
             inp["lora_name"] = files["lora"]
-        elif ct in ("EmptyLatentImage", "EmptySD3LatentImage"):
+        elif ct in ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo"):
             inp["width"] = inp["height"] = LATENT_PX
+            if "length" in inp:
+                inp["length"] = 5       # two latent frames
         for key in ("steps",):
             if isinstance(inp.get(key), int):
                 inp[key] = max(2, inp[key] // STEP_DIVISOR)
         for key in ("reflect_steps", "start_at_step") + (("step",) if ct == "SplitSigmas" else ()):
             if isinstance(inp.get(key), int) and inp[key] > 0:
-                inp[key] = inp[key] // STEP_DIVISOR
+                inp[key] = max(1, inp[key] // STEP_DIVISOR) if key == "reflect_steps" else inp[key] // STEP_DIVISOR
     for nid, node in list(p.items()):
-        if node["class_type"] == "SaveImage":
-            src = node["inputs"]["images"]
+        if node["class_type"] in ("SaveImage", "SaveVideo"):
+            src = (node["inputs"]["images"] if node["class_type"] == "SaveImage"
+                   else p[node["inputs"]["video"][0]]["inputs"]["images"])     # CreateVideo's frames
             p[nid] = {"class_type": "SaveLatent",
                       "inputs": {"samples": decoded[src[0]],
                                  "filename_prefix": "w2sd_test/" + node["inputs"]["filename_prefix"]}}
@@ -772,6 +865,15 @@ def core_prompt(prompt: dict, files: dict, latent_name: str) -> dict:
                 node["inputs"][key] = resolve(value)
                 assert node["inputs"][key][0] in p, f"{nid}.{key} reads a removed node {value}"
     return p
+
+
+def tiny_family(unet_name: str):
+    """The test-only tiny model standing in for a diffusion model file ComfyUI cannot detect at tiny
+    sizes (tests/fixture_pack), or None for the tiny SD2-family file."""
+    for part, family in (("hidream", "hidream"), ("high_noise", "wan_high"), ("low_noise", "wan_low")):
+        if part in unet_name:
+            return family
+    return None
 
 
 def write_tiny_controlnet(models_dir) -> str:
@@ -806,6 +908,9 @@ def tiny_server(tmp_path_factory):
     if server_cls is None:
         pytest.skip("tests/comfy_support.py has no ComfyServer")
     base = tmp_path_factory.mktemp("comfy_server")
+    (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
+    (base / "custom_nodes" / "w2sd_test_fixtures").symlink_to(ROOT / "tests" / "fixture_pack",
+                                                              target_is_directory=True)
     with server_cls(base) as server:
         import numpy as np
         import torch

@@ -2,6 +2,7 @@
 Euler loop built on it."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -9,27 +10,43 @@ import torch
 from .plan import ReflectionPlan
 from .reflection import Denoiser, euler_step, inversion_step, reflect, sigma_batch
 
-#: The pack's defaults (README, "Choosing the defaults", gives the measurements behind them;
-#: ``python -m w2sd_core.experiments`` reproduces them). Every step but the last is a candidate
-#: (the paper's λ = T - 1), one reflection per step, and the weak model's inversion label is the
-#: level the latent sits at (exact DDIM inversion); ``current`` carries a large inversion error and
-#: repeats > 1 overshoot on the toy.
-DEFAULT_PLAN = ReflectionPlan(steps=-1, repeats=1)
-DEFAULT_INVERSION = "next"
-#: Reflect only the first 80% of the denoising (``reflect_end_percent``; a fraction of the
-#: denoising, not of the step count, turned into a sigma by the model's ``percent_to_sigma``). The
-#: last, low-noise steps take the largest relative steps, where the one-step inversion is least
-#: accurate: on the toy, reflecting them makes the identity control (weak = strong) move samples
-#: off the strong model's result at 20 steps, while the window still keeps most of the gain.
-#: A sigma window depends on the model's sigma range, so it cannot live in DEFAULT_PLAN itself.
-DEFAULT_END_PERCENT = 0.8
+@dataclass(frozen=True)
+class Preset:
+    """Everything a W2SD run needs besides the models: the plan's inputs and the inversion."""
 
+    steps: int = -1                    # λ: -1 = every step but the last
+    repeats: int = 1
+    end_percent: float = 1.0           # reflect while above this point of the denoising
+    max_step: Optional[float] = None   # largest relative step (σ_i - σ_i+1) / σ_i+1 reflected
+    inversion: str = "next"
+
+    def plan(self, percent_to_sigma) -> ReflectionPlan:
+        return ReflectionPlan.until_percent(self.end_percent, percent_to_sigma, steps=self.steps,
+                                            repeats=self.repeats, max_step=self.max_step)
+
+
+#: The pack's defaults, read by the nodes; docs/defaults.md gives the measurements behind them
+#: (``python -m w2sd_core.toy.yardstick``). On learned denoisers no reflection window, step-size
+#: limit or inversion label tried kept every 20- and 50-step run at least as good as plain
+#: sampling: the one-step inversion's error (weak = strong moves samples off by 3-7x in MMD at
+#: sigma 0.3-3) outweighs the weak-to-strong gain. So by default nothing is reflected (bit for bit
+#: the plain sampler, no extra evaluations); the window and label below apply once λ is set.
+DEFAULTS = Preset(steps=0, end_percent=0.8, max_step=None, inversion="next")
+#: The paper's setting (λ = T - 1, no window; ``official`` = what the authors' code computes, for
+#: eps / v models; ``current`` is the paper's Eq. 5 and also runs on flow models).
+PAPER = Preset(steps=-1, end_percent=1.0, max_step=None, inversion="official")
+#: What reflected best on the exact-denoiser toy (the demo): every step above 80 % of the denoising.
+TOY = Preset(steps=-1, end_percent=0.8, max_step=None, inversion="next")
+
+DEFAULT_PLAN = ReflectionPlan(steps=DEFAULTS.steps, repeats=DEFAULTS.repeats, max_step=DEFAULTS.max_step)
+DEFAULT_INVERSION = DEFAULTS.inversion
+DEFAULT_END_PERCENT = DEFAULTS.end_percent
+DEFAULT_MAX_STEP = DEFAULTS.max_step
 
 
 def default_plan(percent_to_sigma) -> ReflectionPlan:
-    """DEFAULT_PLAN with the DEFAULT_END_PERCENT window, for a model's ``percent_to_sigma``."""
-    return ReflectionPlan.until_percent(DEFAULT_END_PERCENT, percent_to_sigma,
-                                        steps=DEFAULT_PLAN.steps, repeats=DEFAULT_PLAN.repeats)
+    """The default plan (DEFAULTS) for a model's ``percent_to_sigma``."""
+    return DEFAULTS.plan(percent_to_sigma)
 
 
 #: ``run_span(x, start, end)`` advances ``x`` from ``sigmas[start]`` to ``sigmas[end]`` with the
@@ -82,6 +99,14 @@ def sample_euler(denoise: Denoiser, x: torch.Tensor, sigmas, *, weak: Denoiser,
         return sample_euler_plain(denoise, x, sigmas[start:end + 1])
 
     return sample_with_reflection(x, sigmas, plan, reflect_at, run_span)
+
+
+def sample_default(denoise: Denoiser, x: torch.Tensor, sigmas, *, weak: Denoiser,
+                   strong: Optional[Denoiser] = None, percent_to_sigma) -> torch.Tensor:
+    """What the nodes run with their defaults (DEFAULTS: plan, window, step limit, inversion),
+    with Euler as the inner sampler; ``percent_to_sigma`` is the model's."""
+    return sample_euler(denoise, x, sigmas, weak=weak, strong=strong, plan=default_plan(percent_to_sigma),
+                        inversion=DEFAULTS.inversion)
 
 
 def sample_euler_plain(denoise: Denoiser, x: torch.Tensor, sigmas) -> torch.Tensor:
