@@ -43,3 +43,20 @@ def test_comfyui_loads_the_pack_with_all_nodes(comfy):
         assert schema.description, name
         for item in list(schema.inputs) + list(schema.outputs):
             assert item.tooltip, f"{name}.{item.id} has no tooltip"
+
+
+@pytest.mark.comfyui
+def test_every_node_shows_the_cores_defaults(comfy):
+    """The plan inputs' defaults on every node are the core's DEFAULTS (what sample_default runs)."""
+    from w2sd_core import DEFAULTS
+    from w2sd_core.guidance import DEFAULT_GUIDANCE, DEFAULT_MODE
+    want = {"reflect_steps": DEFAULTS.steps, "reflect_end_percent": DEFAULTS.end_percent,
+            "repeats": DEFAULTS.repeats, "inversion": DEFAULTS.inversion, "mode": DEFAULT_MODE,
+            "guidance": DEFAULT_GUIDANCE}
+    seen = set()
+    for name in NODE_IDS:
+        for item in comfy.NODE_CLASS_MAPPINGS[name].GET_SCHEMA().inputs:
+            if item.id in want:
+                assert item.default == want[item.id], (name, item.id)
+                seen.add(item.id)
+    assert seen == set(want)
