@@ -72,7 +72,7 @@ def test_a_help_page_per_node():
     """The frontend's node help panel fetches /extensions/<pack>/docs/<NodeId>.md (web/docs/)."""
     node_ids = sorted(set(re.findall(r'node_id="(W2SD\w+)"', "".join(
         path.read_text(encoding="utf-8") for path in (ROOT / "nodes").glob("*.py")))))
-    assert len(node_ids) == 5, node_ids
+    assert len(node_ids) == 7, node_ids
     for node_id in node_ids:
         page = WEB / "docs" / f"{node_id}.md"
         assert page.is_file(), f"no help page {page.name}"
@@ -82,27 +82,30 @@ def test_a_help_page_per_node():
 @needs_node
 def test_js_cost_matches_python_on_a_grid():
     from w2sd_core import run_cost
-    cases = [(steps, refl, cfg, strong, weak)
+    cases = [(steps, refl, cfg, strong, weak, guided)
              for steps in (0, 1, 2, 8, 16, 20, 25, 30, 50)
              for refl in (0, 1, 7, 12, 49)
              for cfg in (0.0, 1.0, 1.5, 5.5, 8.0)
              for strong in (0.0, 1.0, 7.0)
-             for weak in (1.0, 4.5)]
+             for weak in (1.0, 4.5)
+             for guided in (0, 5)]
     script = f"""
         import {{ runCost }} from {json.dumps(COST_JS.as_uri())};
         const cases = JSON.parse(process.argv[1]);
-        const out = cases.map(([s, r, c, st, w]) => {{
-          const x = runCost(s, r, c, st, w);
-          return [x.steps, x.reflections, x.evaluations, x.passes, x.plainPasses, x.ratio];
+        const out = cases.map(([s, r, c, st, w, g]) => {{
+          const x = runCost(s, r, c, st, w, g);
+          return [x.steps, x.reflections, x.guided, x.evaluations, x.passes, x.plainPasses, x.ratio];
         }});
         console.log(JSON.stringify(out));
     """
     js = json.loads(run_node(script, json.dumps(cases)))
     assert len(js) == len(cases)
     for case, got in zip(cases, js):
-        want = run_cost(*case)
-        assert got[:5] == [want.steps, want.reflections, want.evaluations, want.passes, want.plain_passes], case
-        assert math.isclose(got[5], want.ratio, rel_tol=0, abs_tol=1e-12), case
+        *args, guided = case
+        want = run_cost(*args, guided=guided)
+        assert got[:6] == [want.steps, want.reflections, want.guided, want.evaluations, want.passes,
+                           want.plain_passes], case
+        assert math.isclose(got[6], want.ratio, rel_tol=0, abs_tol=1e-12), case
 
 
 @needs_node
@@ -181,112 +184,142 @@ const { chromium } = require('playwright-core');
 const fs = require('fs');
 const [url, chromiumPath, workflowsJson, extName, shotDir, tag, files] = process.argv.slice(2);
 const tiny = JSON.parse(files);
-const out = { requests: [], errors: [], warnings: [], renderers: {} };
+const out = { requests: [], errors: [], warnings: [], renderers: {}, times: {} };
 let collecting = false;  // warnings while the pack works, not the frontend's own at boot
 const WAIT = { timeout: 60000 };
+const t0 = Date.now();
+const mark = (name) => { out.times[name] = (Date.now() - t0) / 1000; };
 
 async function open(page) {
   await page.goto(url, { waitUntil: 'domcontentloaded', timeout: 60000 });
-  await page.waitForFunction(() => window.app?.graph && window.app?.canvas
-    && window.LiteGraph?.registered_node_types?.W2SDReflectiveKSampler, null, WAIT);
-  await page.waitForFunction((n) => window.app.extensions?.some((e) => e.name === n), extName, WAIT);
-  await page.waitForTimeout(500);
+  await page.waitForFunction((n) => window.app?.graph && window.app?.canvas
+    && window.LiteGraph?.registered_node_types?.W2SDReflectiveKSampler
+    && window.app.extensions?.some((e) => e.name === n), extName, WAIT);
 }
 
-// The caption as the user sees it: the element's text, and whether it lies inside the node.
-const CAPTIONS = () => app.graph.nodes.filter((n) => n.w2sdRefresh).map((n) => {
-  n.w2sdRefresh();
-  const el = n.w2sdElement;
-  const r = el?.getBoundingClientRect();
-  const c = app.canvas.canvas.getBoundingClientRect();
-  const [ox, oy] = app.canvas.ds.offset; const s = app.canvas.ds.scale;
-  const th = LiteGraph.NODE_TITLE_HEIGHT;
-  const box = [c.left + (n.pos[0] + ox) * s, c.top + (n.pos[1] - th + oy) * s,
-               c.left + (n.pos[0] + n.size[0] + ox) * s, c.top + (n.pos[1] + n.size[1] + oy) * s];
-  const dom = document.querySelector(`[data-node-id="${n.id}"]`)?.getBoundingClientRect();
-  const node = dom && dom.width ? [dom.left, dom.top, dom.right, dom.bottom] : box;
-  const visible = !!r && r.width > 40 && r.height >= 10 && getComputedStyle(el).visibility !== 'hidden'
-    && el.checkVisibility?.() !== false;
-  const inside = !!r && r.left >= node[0] - 2 && r.right <= node[2] + 2 && r.top >= node[1] - 2 && r.bottom <= node[3] + 2;
-  return { id: n.id, type: n.type, text: el?.textContent ?? null, shown: n.w2sdShown, visible, inside };
-});
+// Page-side helpers, installed once per page load: polling instead of fixed sleeps.
+const HELPERS = () => {
+  window.w2sdUntil = async (cond, ms = 10000) => {
+    const end = Date.now() + ms;
+    while (Date.now() < end) { const v = cond(); if (v) return v; await new Promise((r) => requestAnimationFrame(r)); }
+    return cond();
+  };
+  window.w2sdSet = (n, k, v) => n.widgets.find((w) => w.name === k).setValue(v, { e: undefined, node: n, canvas: app.canvas });
+  window.w2sdMake = (t, x, y) => { const n = LiteGraph.createNode(t); n.pos = [x, y]; app.graph.add(n); return n; };
+  // The cost as the user sees it: the caption element (DOM widget) where it is laid out, else the
+  // node's badge (drawn by both renderers); whether it lies inside the node.
+  window.w2sdCaptions = () => app.graph.nodes.filter((n) => n.w2sdRefresh).map((n) => {
+    n.w2sdRefresh();
+    const el = n.w2sdElement;
+    const r = el?.getBoundingClientRect();
+    const c = app.canvas.canvas.getBoundingClientRect();
+    const [ox, oy] = app.canvas.ds.offset; const s = app.canvas.ds.scale;
+    const th = LiteGraph.NODE_TITLE_HEIGHT;
+    const box = [c.left + (n.pos[0] + ox) * s, c.top + (n.pos[1] - th + oy) * s,
+                 c.left + (n.pos[0] + n.size[0] + ox) * s, c.top + (n.pos[1] + n.size[1] + oy) * s];
+    const dom = document.querySelector(`[data-node-id="${n.id}"]`)?.getBoundingClientRect();
+    const node = dom && dom.width ? [dom.left, dom.top, dom.right, dom.bottom] : box;
+    const visible = !!r && r.width > 40 && r.height >= 10 && getComputedStyle(el).visibility !== 'hidden'
+      && el.checkVisibility?.() !== false;
+    const inside = !!r && r.left >= node[0] - 2 && r.right <= node[2] + 2 && r.top >= node[1] - 2 && r.bottom <= node[3] + 2;
+    const badge = (n.badges ?? []).map((b) => (typeof b === 'function' ? b() : b)?.text).find((t) => t?.startsWith?.('W2SD:'));
+    return { id: n.id, type: n.type, text: el?.textContent ?? null, shown: n.w2sdShown, visible, inside,
+             vueNode: Boolean(dom && dom.width), badge: badge ?? null };
+  });
+};
 
 async function renderer(page, vue) {
   const seen = {};
   // 1) a Reflective KSampler, edited the way the canvas does it (setValue runs onWidgetChanged)
-  seen.ksampler = await page.evaluate(async ([CAPS]) => {
-    const captions = eval(CAPS);
+  seen.ksampler = await page.evaluate(async () => {
     app.graph.clear();
     app.canvas.ds.scale = 1; app.canvas.ds.offset = [0, 0];
-    const node = LiteGraph.createNode('W2SDReflectiveKSampler'); node.pos = [120, 110]; app.graph.add(node);
-    const set = (name, value) => node.widgets.find((w) => w.name === name).setValue(value, { e: undefined, node, canvas: app.canvas });
+    const node = w2sdMake('W2SDReflectiveKSampler', 120, 110);
     const values = () => Object.fromEntries(node.widgets.filter((w) => w.name !== 'w2sd_cost').map((w) => [w.name, w.value]));
-    await new Promise((r) => setTimeout(r, 300));
+    const mine = () => w2sdCaptions().find((x) => x.id === node.id);
+    // the renderer lays the node out on its next frames: wait for the caption (or its badge)
+    await w2sdUntil(() => { const c = mine(); return c.visible || c.badge; }, 10000);
     const snaps = [];
-    const snap = (label) => { const c = captions().find((x) => x.id === node.id); snaps.push({ label, values: values(), linked: [], ...c }); };
+    let linked = [];
+    const snap = (label) => snaps.push({ label, values: values(), linked, ...mine() });
     snap('defaults');
-    const text = LiteGraph.createNode('CLIPTextEncode'); text.pos = [600, 400]; app.graph.add(text);
+    set('reflect_steps', -1); snap('reflect_steps=-1');
+    const text = w2sdMake('CLIPTextEncode', 600, 400);
     text.connect(0, node, node.findInputSlot('weak_positive'));
-    snaps.push({ ...(snap('weak_positive linked'), snaps.pop()), linked: ['weak_positive'] });
+    linked = ['weak_positive']; snap('weak_positive linked');
     for (const [name, value] of [['reflect_end_percent', 1.0], ['steps', 25], ['reflect_steps', 12],
-                                  ['weak_cfg', 1.0], ['repeats', 2], ['reflect_steps', 0]]) {
-      set(name, value);
-      snaps.push({ ...(snap(`${name}=${value}`), snaps.pop()), linked: ['weak_positive'] });
+                                  ['mode', 'guide'], ['mode', 'reflect+guide'], ['weak_cfg', 1.0],
+                                  ['repeats', 2], ['guidance', 0], ['mode', 'guide'], ['reflect_steps', 0]]) {
+      set(name, value); snap(`${name}=${value}`);
     }
-    set('reflect_steps', 12); set('repeats', 1);
+    set('reflect_steps', 12); set('repeats', 1); set('mode', 'reflect'); set('guidance', 1);
     return { snaps, serialized: node.serialize().widgets_values };
-  }, [CAPTIONS.toString().replace(/^\(\) => /, '() => ')]);
-  await page.waitForTimeout(400);
+    function set(k, v) { w2sdSet(node, k, v); }
+  });
   await page.screenshot({ path: `${shotDir}/w2sd_${tag}_${vue ? 'vue' : 'classic'}_node.png` });
 
-  // 2) building blocks: T from the scheduler, CFG from the guider
+  // 2) building blocks: T from the scheduler, CFG from the guider, the pair from W2SD Expert Pair;
+  //    the Advanced node counts the steps between start_at_step and end_at_step
   seen.custom = await page.evaluate(async () => {
     app.graph.clear();
-    const make = (t, x, y) => { const n = LiteGraph.createNode(t); n.pos = [x, y]; app.graph.add(n); return n; };
-    const guider = make('W2SDGuider', 40, 40), select = make('KSamplerSelect', 40, 360);
-    const sampler = make('W2SDSampler', 340, 360), sched = make('BasicScheduler', 40, 520);
-    const sca = make('SamplerCustomAdvanced', 700, 40);
+    const guider = w2sdMake('W2SDGuider', 40, 40), select = w2sdMake('KSamplerSelect', 40, 360);
+    const sampler = w2sdMake('W2SDSampler', 340, 360), sched = w2sdMake('BasicScheduler', 40, 520);
+    const sca = w2sdMake('SamplerCustomAdvanced', 700, 40);
     const link = (a, o, b, i) => a.connect(a.findOutputSlot(o), b, b.findInputSlot(i));
     link(select, 'SAMPLER', sampler, 'sampler'); link(guider, 'GUIDER', sca, 'guider');
     link(sampler, 'SAMPLER', sca, 'sampler'); link(sched, 'SIGMAS', sca, 'sigmas');
-    const set = (n, k, v) => n.widgets.find((w) => w.name === k).setValue(v, { e: undefined, node: n, canvas: app.canvas });
-    set(guider, 'cfg', 7.0); set(guider, 'weak_cfg', 1.0); set(sampler, 'reflect_steps', 12);
-    set(sampler, 'reflect_end_percent', 1.0); set(sched, 'steps', 25);
+    w2sdSet(guider, 'cfg', 7.0); w2sdSet(guider, 'weak_cfg', 1.0); w2sdSet(sampler, 'reflect_steps', 12);
+    w2sdSet(sampler, 'reflect_end_percent', 1.0); w2sdSet(sched, 'steps', 25);
     const a = [sampler.w2sdRefresh().text, guider.w2sdRefresh().text];
-    set(sched, 'steps', 10);
+    w2sdSet(sched, 'steps', 10);
     const b = [sampler.w2sdRefresh().text, guider.w2sdRefresh().text];
-    app.graph.remove(sampler);  // a plain sampler: the guider reflects with the default plan
+    w2sdSet(sampler, 'mode', 'guide');  // a CFG-only pair in guide mode: plain CFG, no extra cost
+    const g = guider.w2sdRefresh().text;
+    w2sdSet(guider, 'weak_cfg', -1);    // nothing differs ...
+    const experts = w2sdMake('W2SDExpertPairBuilder', 40, 700), loader = w2sdMake('CheckpointLoaderSimple', 40, 860);
+    const e0 = guider.w2sdRefresh().text;
+    link(loader, 'MODEL', experts, 'model'); link(experts, 'MODEL', guider, 'model');  // ... until the MoE pair
+    const e1 = guider.w2sdRefresh().text;
+    app.graph.remove(sampler);  // a plain sampler: the guider runs the default plan (off)
     link(select, 'SAMPLER', sca, 'sampler');
     const c = guider.w2sdRefresh().text;
-    return { a, b, c };
+    const adv = w2sdMake('W2SDReflectiveKSamplerAdvanced', 900, 400);
+    const enc = w2sdMake('CLIPTextEncode', 1300, 700);
+    enc.connect(0, adv, adv.findInputSlot('weak_positive'));
+    const advanced = [];
+    for (const [k, v] of [['reflect_steps', -1], ['reflect_end_percent', 1.0], ['end_at_step', 10],
+                          ['return_with_leftover_noise', 'enable'], ['start_at_step', 4], ['reflect_steps', 30],
+                          ['return_with_leftover_noise', 'disable'], ['start_at_step', 12]]) {
+      w2sdSet(adv, k, v);
+      advanced.push({ values: Object.fromEntries(adv.widgets.filter((w) => w.name !== 'w2sd_cost').map((w) => [w.name, w.value])),
+                      text: adv.w2sdRefresh().text });
+    }
+    return { a, b, g, e0, e1, c, advanced };
   });
 
   // 3) a real run with tiny checkpoints: the executed report replaces the estimate
   seen.run = await page.evaluate(async (tiny) => {
     app.graph.clear();
-    const make = (t, x, y) => { const n = LiteGraph.createNode(t); n.pos = [x, y]; app.graph.add(n); return n; };
-    const set = (n, k, v) => n.widgets.find((w) => w.name === k).setValue(v, { e: undefined, node: n, canvas: app.canvas });
-    const strong = make('UNETLoader', 20, 40), weak = make('UNETLoader', 20, 200);
-    const cond = make('LotusConditioning', 20, 360), latent = make('EmptyLatentImage', 20, 460);
-    const ks = make('W2SDReflectiveKSampler', 380, 40), save = make('SaveLatent', 760, 40);
-    set(strong, 'unet_name', tiny.unet); set(weak, 'unet_name', tiny.unet_weak);
-    set(latent, 'width', 64); set(latent, 'height', 64);
+    const strong = w2sdMake('UNETLoader', 20, 40), weak = w2sdMake('UNETLoader', 20, 200);
+    const cond = w2sdMake('LotusConditioning', 20, 360), latent = w2sdMake('EmptyLatentImage', 20, 460);
+    const ks = w2sdMake('W2SDReflectiveKSampler', 380, 40), save = w2sdMake('SaveLatent', 760, 40);
+    w2sdSet(strong, 'unet_name', tiny.unet); w2sdSet(weak, 'unet_name', tiny.unet_weak);
+    w2sdSet(latent, 'width', 64); w2sdSet(latent, 'height', 64);
     strong.connect(0, ks, ks.findInputSlot('model')); weak.connect(0, ks, ks.findInputSlot('weak_model'));
     cond.connect(0, ks, ks.findInputSlot('positive')); cond.connect(0, ks, ks.findInputSlot('negative'));
     latent.connect(0, ks, ks.findInputSlot('latent_image')); ks.connect(0, save, save.findInputSlot('samples'));
-    set(ks, 'steps', 4); set(ks, 'cfg', 1.0); set(ks, 'reflect_end_percent', 1.0);
-    set(ks, 'control_after_generate', 'fixed');
+    w2sdSet(ks, 'steps', 4); w2sdSet(ks, 'cfg', 1.0); w2sdSet(ks, 'reflect_end_percent', 1.0);
+    w2sdSet(ks, 'reflect_steps', -1); w2sdSet(ks, 'control_after_generate', 'fixed');
     const before = ks.w2sdRefresh().text;
     await app.queuePrompt(0, 1);
-    const t0 = Date.now();
-    while (!ks.w2sdShown?.report && Date.now() - t0 < 60000) await new Promise((r) => setTimeout(r, 200));
-    return { before, after: { ...ks.w2sdShown, dom: ks.w2sdElement?.textContent }, id: ks.id };
+    await w2sdUntil(() => ks.w2sdShown?.report, 60000);
+    const c = await w2sdUntil(() => { const x = w2sdCaptions().find((x) => x.id === ks.id); return (x.visible || x.badge) && x; }, 5000);
+    return { before, after: { ...ks.w2sdShown, dom: ks.w2sdElement?.textContent, badge: c?.badge ?? null, visible: c?.visible }, id: ks.id };
   }, tiny);
-  await page.waitForTimeout(300);
   await page.screenshot({ path: `${shotDir}/w2sd_${tag}_${vue ? 'vue' : 'classic'}_run.png` });
   seen.run.edited = await page.evaluate((id) => {
     const ks = app.graph.getNodeById(id);
-    ks.widgets.find((w) => w.name === 'steps').setValue(5, { e: undefined, node: ks, canvas: app.canvas });
+    w2sdSet(ks, 'steps', 5);
     return { ...ks.w2sdShown, dom: ks.w2sdElement?.textContent };
   }, seen.run.id);
 
@@ -294,13 +327,14 @@ async function renderer(page, vue) {
   seen.help = await (async () => {
     await page.evaluate(() => {
       app.graph.clear();
-      const n = LiteGraph.createNode('W2SDReflectiveKSampler'); n.pos = [300, 150]; app.graph.add(n);
+      const n = w2sdMake('W2SDReflectiveKSampler', 300, 150);
       app.canvas.selectNode(n); app.canvas.setDirty(true, true);
     });
     const button = page.locator('[data-testid="info-button"]').first();
+    try { await button.waitFor({ state: 'attached', timeout: 10000 }); } catch (e) { return { clicked: false, error: 'no info button' }; }
     // 1.27's toolbox may keep the button hidden until hovered: a DOM click is what the user's click does
-    try { await button.click({ timeout: 4000 }); } catch {
-      try { await button.dispatchEvent('click', {}, { timeout: 4000 }); } catch (e) { return { clicked: false, error: String(e.message).slice(0, 200) }; }
+    try { await button.click({ timeout: 1500 }); } catch {
+      try { await button.dispatchEvent('click'); } catch (e) { return { clicked: false, error: String(e.message).slice(0, 200) }; }
     }
     try {
       await page.waitForFunction(() => document.body.innerText.includes('What it does'), null, { timeout: 10000 });
@@ -328,37 +362,41 @@ async function renderer(page, vue) {
       if (m.type() === 'warning' && collecting) out.warnings.push(`${m.text()} @ ${m.location()?.url ?? ''}`);
     });
     await open(page);
+    await page.evaluate(HELPERS);
+    mark('open');
     out.version = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? null);
     out.extensions = await page.evaluate(() => app.extensions.map((e) => e.name));
     out.hasVue = await page.evaluate(() => Boolean(app.ui.settings.settingsLookup?.['Comfy.VueNodes.Enabled']));
     out.mark = 0;
     collecting = true;
     out.renderers.classic = await renderer(page, false);
+    mark('classic');
 
     // every example workflow loads, with nothing missing (classic is enough: the same graph code)
     const workflows = JSON.parse(fs.readFileSync(workflowsJson, 'utf8'));
     out.workflows = {};
     for (const [name, data] of Object.entries(workflows)) {
-      out.workflows[name] = await page.evaluate(async ([data, CAPS]) => {
+      out.workflows[name] = await page.evaluate(async (data) => {
         await app.loadGraphData(data, true, true, null, { showMissingNodesDialog: false, showMissingModelsDialog: false });
         const missing = data.nodes.filter((n) => !(n.type in LiteGraph.registered_node_types)).map((n) => n.type);
         const saved = app.graph.serialize();
-        return { missing, captions: eval(CAPS)(),
+        return { missing, captions: w2sdCaptions(),
                  nodes: saved.nodes.map((n) => [n.id, n.type, n.widgets_values?.length ? n.widgets_values : null]) };
-      }, [data, CAPTIONS.toString()]);
-      if (process.env.W2SD_THUMBNAILS) {
-        await page.evaluate(() => { app.canvas.ds.scale = 0.5; app.canvas.ds.offset = [40, 80]; app.canvas.setDirty(true, true); });
-        await page.waitForTimeout(300);
-        await page.screenshot({ path: `${process.env.W2SD_THUMBNAILS}/${name}.png` });
-      }
+      }, data);
     }
+    mark('workflows');
     if (out.hasVue) {
+      // switch renderers in the same page where the frontend does it live; reload where it does not
       await page.evaluate(() => app.extensionManager.setting.set('Comfy.VueNodes.Enabled', true));
-      collecting = false;
-      await open(page);
-      collecting = true;
+      const live = await page.evaluate(async () => {
+        app.graph.clear(); w2sdMake('W2SDReflectiveKSampler', 100, 100);
+        return Boolean(await w2sdUntil(() => document.querySelector('[data-node-id]'), 3000));
+      });
+      if (!live) { collecting = false; await open(page); await page.evaluate(HELPERS); collecting = true; }
+      out.vueLive = live;
       out.renderers.vue = await renderer(page, true);
       await page.evaluate(() => app.extensionManager.setting.set('Comfy.VueNodes.Enabled', false));
+      mark('vue');
     }
   } finally {
     await browser.close();
@@ -368,40 +406,97 @@ async function renderer(page, vue) {
 """
 
 WEAK_INPUTS = ("weak_model", "weak_positive", "weak_negative")
-SHOWN = re.compile(r"^(≤ )?(\d+) reflections? · (≤ )?(\d+) evals · (≤ )?×(\d+(?:\.\d{1,2})?) time$")
-RAN = re.compile(r"^ran: (\d+) reflections? · (\d+) evals · ×(\d+(?:\.\d{1,2})?) time$")
 
 
-def expected_cost(values: dict, linked=()):
-    """What the pack's samplers run for a Reflective KSampler with these widget values (the count
-    from ReflectionPlan on a schedule of that many steps, the passes from w2sd_core.run_cost).
-    Returns (cost, whether the page can only bound the count)."""
+def expected_cost(values: dict, linked=(), advanced=False):
+    """What the pack's samplers run for a Reflective KSampler (or its Advanced variant) with these
+    widget values: the planned steps from ReflectionPlan on the node's schedule (for the Advanced
+    node cut by nodes/ksampler.py's schedule()), reflections and guided evaluations as
+    nodes/reflecting.py counts them, the passes from w2sd_core.run_cost.
+    Returns (cost, whether the page can only bound the count, what switched W2SD off or None)."""
     import torch
     from w2sd_core import ReflectionPlan, run_cost
-    steps = 0 if values["denoise"] <= 0 else values["steps"]
+    from w2sd_core.guidance import guides, reflects
+    steps = values["steps"] if advanced or values["denoise"] > 0 else 0
     cfg = values["cfg"]
     strong = cfg if values["strong_cfg"] == -1 else values["strong_cfg"]
     weak = cfg if values["weak_cfg"] == -1 else values["weak_cfg"]
-    differs = any(name in linked for name in WEAK_INPUTS) or strong != weak
-    reflections = 0
-    if steps and differs and values["reflect_end_percent"] > 0:
-        sigmas = torch.cat([torch.linspace(14.6, 0.03, steps), torch.zeros(1)])
-        plan = ReflectionPlan(steps=values["reflect_steps"], repeats=values["repeats"])
-        reflections = len(plan.reflected_steps(sigmas)) * values["repeats"]
-    return run_cost(steps, reflections, cfg, strong, weak), values["reflect_end_percent"] < 1 and reflections > 0
+    weak_side = any(name in linked for name in WEAK_INPUTS)
+    differs, cfg_only = weak_side or strong != weak, not weak_side and strong != weak
+    mode, w = values["mode"], values["guidance"]
+    sigmas = torch.cat([torch.linspace(14.6, 0.03, steps), torch.zeros(1)]) if steps else torch.zeros(1)
+    if advanced:
+        end, start = values["end_at_step"], values["start_at_step"]
+        if end < len(sigmas) - 1:
+            sigmas = sigmas[:end + 1].clone()
+            if values["return_with_leftover_noise"] != "enable":
+                sigmas[-1] = 0
+        sigmas = sigmas[start:] if start < len(sigmas) - 1 else sigmas[:0]
+    run = max(0, len(sigmas) - 1)
+    off = ("reflect_steps 0" if values["reflect_steps"] == 0 else
+           "guidance 0" if not reflects(mode) and guides(mode) and w == 0 else None)
+    planned = []
+    if run and differs and values["reflect_end_percent"] > 0 and not off:
+        planned = ReflectionPlan(steps=values["reflect_steps"], repeats=values["repeats"]).reflected_steps(sigmas)
+    reflections = len(planned) * values["repeats"] if reflects(mode) else 0
+    guided = len(planned) if guides(mode) and w != 0 and not cfg_only else 0
+    cost = run_cost(run, reflections, cfg, strong, weak, guided=guided)
+    return cost, values["reflect_end_percent"] < 1 and bool(planned), off
 
 
-def check_text(text, cost, bounded, where):
-    """The numbers in a cost line equal the expected cost's; '≤' exactly where only a bound is known."""
-    if cost.reflections == 0:
-        assert re.match(rf"^(no reflection|no weak side: plain sampling) · {cost.evaluations} evals", text), \
+def parse_line(text: str) -> dict:
+    """A node's cost line (or run report) as numbers: reflections, guided, evaluations, ratio, and
+    which of them carry '≤'."""
+    got = {"reflections": 0, "guided": 0, "bounded": set(), "cfg_as": None}
+    for part in text.removeprefix("ran: ").split(" · "):
+        le = part.startswith("≤ ")
+        part = part.removeprefix("≤ ")
+        if m := re.fullmatch(r"(\d+) reflections?", part):
+            got["reflections"] = int(m.group(1)); key = "reflections"
+        elif m := re.fullmatch(r"(\d+) guided", part):
+            got["guided"] = int(m.group(1)); key = "guided"
+        elif m := re.fullmatch(r"(\d+) guided as CFG (\d+(?:\.\d{1,2})?)", part):
+            got["cfg_as"] = (int(m.group(1)), float(m.group(2))); key = "cfg_as"
+        elif m := re.fullmatch(r"(\d+) evals", part):
+            got["evaluations"] = int(m.group(1)); key = "evaluations"
+        elif m := re.fullmatch(r"×(\d+(?:\.\d{1,2})?) time", part):
+            got["ratio"] = float(m.group(1)); key = "ratio"
+        else:
+            raise AssertionError(f"unexpected part {part!r} in {text!r}")
+        if le:
+            got["bounded"].add(key)
+    return got
+
+
+def check_text(text, cost, bounded, where, off=None):
+    """The numbers in a cost line equal the expected cost's; '≤' exactly where only a bound is known;
+    'W2SD off' exactly where the plan is off."""
+    if off:
+        assert text == f"W2SD off · {off}", f"{where}: {text!r}, expected W2SD off ({off})"
+        return
+    assert not text.startswith("W2SD off"), f"{where}: {text!r}"
+    if text.startswith(("no weak side: plain sampling · ", "nothing planned · ")):
+        assert cost.reflections == cost.guided == 0 and text.split(" · ")[1] == f"{cost.evaluations} evals", \
             f"{where}: {text!r} vs {cost}"
         return
-    m = SHOWN.match(text)
-    assert m, f"{where}: unexpected text {text!r}"
-    assert int(m.group(2)) == cost.reflections and int(m.group(4)) == cost.evaluations, f"{where}: {text!r} vs {cost}"
-    assert math.isclose(float(m.group(6)), cost.ratio, abs_tol=0.005 + 1e-9), f"{where}: {text!r} vs {cost.ratio}"
-    assert bool(m.group(1)) == bool(m.group(3)) == bool(m.group(5)) == bounded, f"{where}: '≤' wrong in {text!r}"
+    got = parse_line(text)
+    assert (got["reflections"], got["guided"], got["evaluations"]) == (cost.reflections, cost.guided, cost.evaluations), \
+        f"{where}: {text!r} vs {cost}"
+    assert math.isclose(got["ratio"], cost.ratio, abs_tol=0.005 + 1e-9), f"{where}: {text!r} vs {cost.ratio}"
+    numbers = {k for k in ("reflections", "guided", "cfg_as") if got[k]} | {"evaluations"}
+    if cost.passes != cost.plain_passes:
+        numbers.add("ratio")
+    assert got["bounded"] == (numbers if bounded else set()), f"{where}: '≤' wrong in {text!r}"
+
+
+def visible_cost(snap: dict, where: str) -> str:
+    """The cost line the user sees: the caption inside the node, or where the renderer does not lay
+    out DOM widgets (Nodes 2.0 before ~1.30), the node's badge."""
+    if snap["visible"]:
+        assert snap["inside"], f"{where}: the caption is outside the node: {snap}"
+        return snap["text"]
+    assert snap.get("badge"), f"{where}: neither the caption nor a badge is shown: {snap}"
+    return snap["badge"].removeprefix("W2SD: ")
 
 
 def comfyui_version() -> tuple:
@@ -485,45 +580,63 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
 
     renderers = ["classic"] + (["vue"] if seen["hasVue"] else [])
     assert sorted(seen["renderers"]) == sorted(renderers)
+    from w2sd_core import run_cost
     for renderer in renderers:
         got = seen["renderers"][renderer]
         where = f"{label}/{renderer}"
-        # 1) the caption, inside the node, with the right numbers after every edit
-        assert None not in got["ksampler"]["serialized"] and len(got["ksampler"]["serialized"]) == 13, \
+        # 1) the cost, inside the node, with the right numbers after every edit
+        assert None not in got["ksampler"]["serialized"] and len(got["ksampler"]["serialized"]) == 15, \
             f"{where}: the caption leaked into widgets_values: {got['ksampler']['serialized']}"
         previous = None
         for snap in got["ksampler"]["snaps"]:
             at = f"{where}, after {snap['label']}"
-            assert snap["visible"] and snap["inside"], f"{at}: caption not visible inside the node: {snap}"
-            assert snap["text"] == snap["shown"]["text"], at
-            check_text(snap["text"], *expected_cost(snap["values"], snap["linked"]), at)
-            assert snap["text"] != previous, f"{at}: the text did not change"
-            previous = snap["text"]
+            if renderer == "vue":
+                assert snap["vueNode"], f"{at}: the node is not rendered by Nodes 2.0"
+            shown = visible_cost(snap, at)
+            assert shown == snap["shown"]["text"], at
+            check_text(shown, *expected_cost(snap["values"], snap["linked"]), at)
+            assert shown != previous, f"{at}: the text did not change"
+            previous = shown
         snaps = {s["label"]: s for s in got["ksampler"]["snaps"]}
-        assert snaps["defaults"]["text"].startswith("no weak side"), snaps["defaults"]
-        assert snaps["weak_positive linked"]["text"].startswith("≤ "), "the default 0.8 window only bounds λ"
-        assert snaps["reflect_steps=12"]["text"] == "12 reflections · 49 evals · ×1.96 time"
+        assert snaps["defaults"]["shown"]["text"] == "W2SD off · reflect_steps 0", snaps["defaults"]
+        assert snaps["reflect_steps=-1"]["shown"]["text"].startswith("no weak side")
+        assert snaps["weak_positive linked"]["shown"]["text"].startswith("≤ "), "the default 0.8 window only bounds λ"
+        assert snaps["reflect_steps=12"]["shown"]["text"] == "12 reflections · 49 evals · ×1.96 time"
+        assert snaps["mode=guide"]["shown"]["text"] == "12 guided · 37 evals · ×1.48 time"
 
-        # 2) building blocks: the numbers follow the scheduler, a plain sampler means the default plan
-        from w2sd_core import run_cost
+        # 2) building blocks: the numbers follow the scheduler, the sampler's mode, the MoE pair
         custom = got["custom"]
         check_text(custom["a"][0], run_cost(25, 12, 7.0, 7.0, 1.0), False, f"{where}: SamplerCustomAdvanced")
         assert custom["a"][1] == custom["a"][0]
         check_text(custom["b"][0], run_cost(10, 9, 7.0, 7.0, 1.0), False, f"{where}: scheduler steps 10")
-        check_text(custom["c"], run_cost(10, 9, 7.0, 7.0, 1.0), True, f"{where}: guider with a plain sampler")
+        # a CFG-only pair in guide mode is plain CFG at 7 + 1 * (7 - 1) = 13: no extra evaluation
+        assert custom["g"] == "9 guided as CFG 13 · 10 evals · ×1 time", custom["g"]
+        assert custom["e0"].startswith("no weak side"), custom["e0"]
+        check_text(custom["e1"], run_cost(10, 0, 7.0, 7.0, 7.0, guided=9), False, f"{where}: W2SD Expert Pair")
+        assert custom["c"] == "W2SD off · reflect_steps 0", f"{where}: a plain sampler runs the default plan: {custom['c']}"
+        for step in custom["advanced"]:
+            check_text(step["text"], *expected_cost(step["values"], ["weak_positive"], advanced=True),
+                       f"{where}: Advanced {step['values']}")
+        # end_at_step 10 runs 10 steps; leftover noise keeps its last step reflectable for an explicit λ
+        assert [s["text"] for s in custom["advanced"][2:]] == [
+            "9 reflections · 28 evals · ×2.8 time", "9 reflections · 28 evals · ×2.8 time",
+            "5 reflections · 16 evals · ×2.67 time", "6 reflections · 18 evals · ×3 time",
+            "5 reflections · 16 evals · ×2.67 time", "nothing planned · 0 evals · ×1 time"], custom["advanced"]
 
         # 3) the run: the report shows what the server says the sampler did, until an input changes
         run = got["run"]
-        assert run["after"]["report"] and run["after"]["dom"] == run["after"]["text"], f"{where}: no report: {run}"
-        m = RAN.match(run["after"]["text"])
-        assert m, f"{where}: {run['after']['text']!r}"
+        assert run["after"]["report"], f"{where}: no report: {run}"
+        assert visible_cost(run["after"] | {"text": run["after"]["dom"]}, where) == run["after"]["text"], run
+        assert run["after"]["text"].startswith("ran: "), run["after"]
+        ran = parse_line(run["after"]["text"])
         reports = [out["w2sd"][0] for entry in history.values() for out in entry.get("outputs", {}).values() if "w2sd" in out]
         assert reports, "the server's history holds no W2SD report"
         numbers = reports[-1]
-        assert (int(m.group(1)), int(m.group(2))) == (numbers["reflections"], numbers["evaluations"]), (m.group(0), numbers)
+        assert (ran["reflections"], ran["guided"], ran["evaluations"]) == (
+            numbers["reflections"], numbers["guided"], numbers["evaluations"]), (run["after"]["text"], numbers)
         assert numbers["reflections"] == 3 and numbers["evaluations"] == 10, numbers  # 4 steps, weak model
-        assert math.isclose(float(m.group(3)), numbers["passes"] / numbers["plain_passes"], abs_tol=0.005)
-        assert not run["edited"]["report"] and run["edited"]["dom"] == run["edited"]["estimate"], run["edited"]
+        assert math.isclose(ran["ratio"], numbers["passes"] / numbers["plain_passes"], abs_tol=0.005)
+        assert not run["edited"]["report"] and run["edited"]["text"] == run["edited"]["estimate"], run["edited"]
         assert run["before"] != run["after"]["text"]
 
         # 4) the help page opens in the frontend's node documentation panel
@@ -538,7 +651,7 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
         assert not got["missing"], f"{name}: node types missing in the frontend: {got['missing']}"
         want_nodes = [[n["id"], n["type"], n.get("widgets_values") or None] for n in data["nodes"]]
         assert sorted(got["nodes"], key=lambda n: n[0]) == sorted(want_nodes, key=lambda n: n[0]), name
-        shows_cost = {"W2SDReflectiveKSampler", "W2SDSampler", "W2SDGuider"}
+        shows_cost = {"W2SDReflectiveKSampler", "W2SDReflectiveKSamplerAdvanced", "W2SDSampler", "W2SDGuider"}
         assert len(got["captions"]) == sum(n["type"] in shows_cost for n in data["nodes"]), name
         for caption in got["captions"]:
             assert caption["text"] and "unavailable" not in caption["text"] and "connect" not in caption["text"], (name, caption)

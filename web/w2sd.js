@@ -10,10 +10,12 @@ import { DEFAULT_PLAN, describeRun, reportText } from "./w2sd_cost.js";
 
 const EXTENSION = "W2SD.CostDisplay";
 const KSAMPLER = "W2SDReflectiveKSampler";
+const KSAMPLER_ADVANCED = "W2SDReflectiveKSamplerAdvanced";
 const SAMPLER = "W2SDSampler";
 const GUIDER = "W2SDGuider";
 const BUILDER = "W2SDWeakModelBuilder";
-const NODES = new Set([KSAMPLER, SAMPLER, GUIDER]);
+const EXPERTS = "W2SDExpertPairBuilder";
+const NODES = new Set([KSAMPLER, KSAMPLER_ADVANCED, SAMPLER, GUIDER]);
 
 const classOf = (node) => node?.comfyClass ?? node?.type;
 
@@ -59,8 +61,8 @@ function isLinked(node, name) {
   return connected(node, node?.findInputSlot?.(name) ?? -1);
 }
 
-/** Whether the MODEL reaching `node.model` comes out of a W2SD Weak Model Builder in LoRA mode (its
- *  model then carries the strong/weak pair), looking upstream through any MODEL-to-MODEL nodes. */
+/** Whether the MODEL reaching `node.model` carries a strong/weak pair: it comes out of a W2SD Weak
+ *  Model Builder in LoRA mode or a W2SD Expert Pair, looking upstream through MODEL-to-MODEL nodes. */
 function modelCarriesPair(node) {
   const seen = new Set();
   const todo = [inputNode(node, "model")];
@@ -68,6 +70,7 @@ function modelCarriesPair(node) {
     const current = todo.pop();
     if (!current || seen.has(current.id)) continue;
     seen.add(current.id);
+    if (classOf(current) === EXPERTS) return true;
     if (classOf(current) === BUILDER) {
       const lora = widgetValues(current).lora_name;
       if (lora && lora !== "None") return true;
@@ -86,13 +89,13 @@ function hasWeakSide(node) {
 }
 
 function kSamplerCost(node) {
-  return describeRun(widgetValues(node), { weakSide: hasWeakSide(node) });
+  return describeRun(widgetValues(node), { weakSide: hasWeakSide(node), advanced: classOf(node) === KSAMPLER_ADVANCED });
 }
 
 /**
  * W2SD Sampler / W2SD Guider live in a SamplerCustomAdvanced graph: the step count is on the node
  * that makes the sigmas (BasicScheduler, KarrasScheduler…), the CFG on the guider, λ on the sampler
- * (a plain sampler under a W2SD Guider reflects with the default plan). SamplerCustom (no guider
+ * (a plain sampler under a W2SD Guider runs the default plan: off). SamplerCustom (no guider
  * input) has the CFG itself.
  */
 function customCost(node) {
@@ -114,14 +117,14 @@ function customCost(node) {
   return describeRun({
     steps: sv.steps, denoise: sv.denoise ?? 1.0, cfg: g.cfg, strong_cfg: pick("strong_cfg"),
     weak_cfg: pick("weak_cfg"), reflect_steps: s.reflect_steps, repeats: s.repeats,
-    reflect_end_percent: s.reflect_end_percent,
+    reflect_end_percent: s.reflect_end_percent, mode: s.mode, guidance: s.guidance,
   }, { weakSide: hasWeakSide(guider) });
 }
 
 /** The estimate a W2SD node shows: { text, detail, cost? }. */
 export function nodeCost(node) {
   try {
-    return classOf(node) === KSAMPLER ? kSamplerCost(node) : customCost(node);
+    return [KSAMPLER, KSAMPLER_ADVANCED].includes(classOf(node)) ? kSamplerCost(node) : customCost(node);
   } catch (error) {
     // A half-built graph (node being created or removed) must never break the page.
     return { text: "cost unavailable", detail: String(error?.message ?? error) };

@@ -5,20 +5,28 @@
 // CFG != 1 is two passes (cond and uncond); ComfyUI skips the uncond pass at CFG 1, so such an
 // evaluation is one pass.
 
-/** The plan a W2SD Guider reflects with when the sampler is a plain one (the nodes' defaults). */
-export const DEFAULT_PLAN = Object.freeze({ reflect_steps: -1, reflect_end_percent: 0.8, repeats: 1 });
+/** The nodes' defaults (w2sd_core DEFAULTS: off), also the plan of a W2SD Guider over a plain sampler. */
+export const DEFAULT_PLAN = Object.freeze({
+  reflect_steps: 0, reflect_end_percent: 0.8, repeats: 1, mode: "reflect", guidance: 1.0,
+});
+
+/** w2sd_core.guidance: which modes reflect, which guide. */
+export const reflects = (mode) => String(mode ?? DEFAULT_PLAN.mode).split("+").includes("reflect");
+export const guides = (mode) => String(mode ?? DEFAULT_PLAN.mode).split("+").includes("guide");
 
 /** Passes per model evaluation at this CFG: 1 at cfg == 1 (ComfyUI skips the uncond), else 2. */
 export function passesPerEvaluation(cfg) {
   return Number(cfg) === 1 ? 1 : 2;
 }
 
-/** What a run costs (w2sd_core.run_cost): cfg is the sampling CFG, strongCfg / weakCfg resolved. */
-export function runCost(steps, reflections, cfg, strongCfg, weakCfg) {
+/** What a run costs (w2sd_core.run_cost): cfg is the sampling CFG, strongCfg / weakCfg resolved;
+ *  `guided` sampler evaluations each evaluate the strong and the weak side instead of the plain one. */
+export function runCost(steps, reflections, cfg, strongCfg, weakCfg, guided = 0) {
   const plainPasses = steps * passesPerEvaluation(cfg);
-  const passes = plainPasses + reflections * (passesPerEvaluation(strongCfg) + passesPerEvaluation(weakCfg));
+  const pair = passesPerEvaluation(strongCfg) + passesPerEvaluation(weakCfg);
+  const passes = plainPasses + reflections * pair + guided * (pair - passesPerEvaluation(cfg));
   return Object.freeze({
-    steps, reflections, evaluations: steps + 2 * reflections, passes, plainPasses,
+    steps, reflections, guided, evaluations: steps + 2 * reflections + guided, passes, plainPasses,
     ratio: plainPasses ? passes / plainPasses : 1.0,
   });
 }
@@ -34,10 +42,11 @@ export function resolveCfg(value, cfg) {
  * steps - 1, times `repeats`. 0 < reflect_end_percent < 1 stops at a sigma that depends on the
  * model's schedule, which the page does not know: the count is then an upper bound (`bounded`).
  */
-export function estimateReflections({ steps, reflectSteps = -1, repeats = 1, reflectEndPercent = 1.0 }) {
+export function estimateReflections({ steps, reflectSteps = -1, repeats = 1, reflectEndPercent = 1.0, endsAtZero = true }) {
   const n = Math.max(0, Math.trunc(Number(steps)) || 0);
   const requested = Math.trunc(Number(reflectSteps));
-  let lambda = requested === -1 ? n - 1 : Math.min(requested, n - 1);
+  // a step landing on sigma 0 is never reflected; a schedule cut with leftover noise has no such step
+  let lambda = requested === -1 ? n - 1 : Math.min(requested, endsAtZero ? n - 1 : n);
   lambda = Number(reflectEndPercent) <= 0 ? 0 : Math.max(0, lambda || 0);
   const r = Math.max(1, Math.trunc(Number(repeats)) || 1);
   return { lambda, reflections: lambda * r, bounded: lambda > 0 && Number(reflectEndPercent) < 1 };
@@ -49,6 +58,19 @@ export function effectiveSteps(steps, denoise = 1.0) {
   return Number(denoise) <= 0 ? 0 : n;
 }
 
+/**
+ * Steps KSampler (Advanced) runs, as nodes/ksampler.py schedule() cuts the steps + 1 sigmas:
+ * { steps, endsAtZero } (the cut keeps sigma 0 at the end unless leftover noise is returned).
+ */
+export function advancedSteps(steps, startAt = 0, endAt = 10000, leftoverNoise = "disable") {
+  const n = Math.max(0, Math.trunc(Number(steps)) || 0);
+  const cut = Number(endAt) < n;
+  const last = cut ? Math.max(0, Math.trunc(Number(endAt))) : n;
+  const start = Math.max(0, Math.trunc(Number(startAt)) || 0);
+  const run = start < last ? last - start : 0;
+  return { steps: run, endsAtZero: !cut || leftoverNoise !== "enable" };
+}
+
 /** "×2.3": the pass ratio with at most two decimals. */
 export function formatRatio(ratio) {
   return `×${Number(ratio.toFixed(2))}`;
@@ -57,59 +79,85 @@ export function formatRatio(ratio) {
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 /** The one line a node shows for a cost; "≤ " marks numbers that are only upper bounds. */
-export function costText(cost, { bounded = false, differs = true } = {}) {
+export function costText(cost, { bounded = false, differs = true, off = null, cfgAs = null } = {}) {
   const le = bounded ? "≤ " : "";
+  if (off) return `W2SD off · ${off}`;
   const evals = `${le}${cost.evaluations} evals`;
   if (!differs) return `no weak side: plain sampling · ${evals}`;
-  if (cost.reflections === 0) return `no reflection · ${evals} · ×1 time`;
-  return `${le}${plural(cost.reflections, "reflection")} · ${evals} · ${le}${formatRatio(cost.ratio)} time`;
+  const parts = [];
+  if (cost.reflections) parts.push(`${le}${plural(cost.reflections, "reflection")}`);
+  if (cost.guided) parts.push(`${le}${cost.guided} guided`);
+  if (cfgAs !== null) parts.push(`${le}${cfgAs.steps} guided as CFG ${Number(cfgAs.cfg.toFixed(2))}`);
+  if (!parts.length) return `nothing planned · ${evals} · ×1 time`;
+  const ratio = cost.passes === cost.plainPasses ? "×1" : `${le}${formatRatio(cost.ratio)}`;
+  return `${parts.join(" · ")} · ${evals} · ${ratio} time`;
 }
 
 /** The hover text: where the numbers come from. */
-export function costDetail(cost, { bounded = false, strongCfg, weakCfg } = {}) {
-  const parts = [`${cost.steps} steps + 2 × ${cost.reflections} reflections = ${cost.evaluations} model evaluations`,
-    `${cost.passes} vs ${cost.plainPasses} model passes without reflection`];
-  if (cost.reflections > 0 && passesPerEvaluation(strongCfg) !== passesPerEvaluation(weakCfg)) {
+export function costDetail(cost, { bounded = false, strongCfg, weakCfg, cfgAs = null } = {}) {
+  const parts = [`${cost.steps} steps + 2 × ${cost.reflections} reflections + ${cost.guided} guided = `
+    + `${cost.evaluations} model evaluations`,
+    `${cost.passes} vs ${cost.plainPasses} model passes without W2SD`];
+  if ((cost.reflections || cost.guided) && passesPerEvaluation(strongCfg) !== passesPerEvaluation(weakCfg)) {
     parts.push(`the ${passesPerEvaluation(weakCfg) === 1 ? "weak" : "strong"} side at CFG 1 costs half`);
   }
+  if (cfgAs) parts.push("a CFG-only pair in guide mode is plain CFG at cfg_s + w (cfg_s - cfg_w): no extra cost");
   if (bounded) parts.push("reflect_end_percent < 1: the count is an upper bound (it depends on the model's schedule)");
   return parts.join("\n");
 }
 
 /**
- * The cost of a W2SD configuration. `values`: { steps, cfg, denoise, strong_cfg, weak_cfg,
- * reflect_steps, repeats, reflect_end_percent } (widget names). `weakSide`: whether something other
- * than the CFG differs between the sides; with nothing different the samplers sample plainly.
- * Returns { cost, lambda, bounded, differs, text, detail }.
+ * The cost of a W2SD configuration. `values`: widget values { steps, cfg, denoise, strong_cfg,
+ * weak_cfg, reflect_steps, repeats, reflect_end_percent, mode, guidance } (plus start_at_step,
+ * end_at_step, return_with_leftover_noise on the Advanced node). `weakSide`: whether something
+ * other than the CFG differs between the sides; with nothing different the samplers sample plainly.
+ * Returns { cost, lambda, bounded, differs, off, text, detail }.
  */
-export function describeRun(values, { weakSide = true } = {}) {
-  const steps = effectiveSteps(values.steps, values.denoise ?? 1.0);
+export function describeRun(values, { weakSide = true, advanced = false } = {}) {
+  const cut = advanced
+    ? advancedSteps(values.steps, values.start_at_step, values.end_at_step, values.return_with_leftover_noise)
+    : { steps: effectiveSteps(values.steps, values.denoise ?? 1.0), endsAtZero: true };
+  const steps = cut.steps;
   const cfg = Number(values.cfg ?? 8.0);
   const strongCfg = resolveCfg(values.strong_cfg, cfg);
   const weakCfg = resolveCfg(values.weak_cfg, cfg);
   const differs = Boolean(weakSide) || strongCfg !== weakCfg;
-  const est = differs
+  const cfgOnly = !weakSide && differs;
+  const mode = values.mode ?? DEFAULT_PLAN.mode;
+  const w = Number(values.guidance ?? DEFAULT_PLAN.guidance);
+  const reflectSteps = values.reflect_steps ?? DEFAULT_PLAN.reflect_steps;
+  let off = null;
+  if (Number(reflectSteps) === 0) off = "reflect_steps 0";
+  else if (!reflects(mode) && guides(mode) && w === 0) off = "guidance 0";
+  const est = differs && !off
     ? estimateReflections({
-      steps, reflectSteps: values.reflect_steps ?? DEFAULT_PLAN.reflect_steps,
+      steps, reflectSteps, endsAtZero: cut.endsAtZero,
       repeats: values.repeats ?? DEFAULT_PLAN.repeats,
       reflectEndPercent: values.reflect_end_percent ?? DEFAULT_PLAN.reflect_end_percent,
     })
     : { lambda: 0, reflections: 0, bounded: false };
-  const cost = runCost(steps, est.reflections, cfg, strongCfg, weakCfg);
+  const guidedSteps = guides(mode) && w !== 0 ? est.lambda : 0;
+  const cfgAs = cfgOnly && guidedSteps ? { steps: guidedSteps, cfg: strongCfg + w * (strongCfg - weakCfg) } : null;
+  const cost = runCost(steps, reflects(mode) ? est.reflections : 0, cfg, strongCfg, weakCfg, cfgOnly ? 0 : guidedSteps);
+  const bounded = est.bounded && (cost.reflections > 0 || guidedSteps > 0);
   return {
-    cost, lambda: est.lambda, bounded: est.bounded, differs,
-    text: costText(cost, { bounded: est.bounded, differs }),
-    detail: costDetail(cost, { bounded: est.bounded, strongCfg, weakCfg }),
+    cost, lambda: est.lambda, bounded, differs, off,
+    text: costText(cost, { bounded, differs, off, cfgAs }),
+    detail: off ? `${cost.steps} model evaluations: the plain sampler, bit for bit (set reflect_steps -1 to turn W2SD on)`
+      : costDetail(cost, { bounded, strongCfg, weakCfg, cfgAs }),
   };
 }
 
 /**
  * The text for what a run really did, from the Reflective KSampler's `w2sd` UI output:
- * { reflections, evaluations, passes, plain_passes, steps, skipped }.
+ * { reflections, guided, evaluations, passes, plain_passes, steps, skipped }.
  */
 export function reportText(report) {
   if (!report) return null;
-  if (report.skipped || !report.reflections) return `ran without reflection · ${report.evaluations} evals`;
+  if (report.skipped || !(report.reflections || report.guided)) return `ran without W2SD · ${report.evaluations} evals`;
   const ratio = report.plain_passes ? report.passes / report.plain_passes : 1.0;
-  return `ran: ${plural(report.reflections, "reflection")} · ${report.evaluations} evals · ${formatRatio(ratio)} time`;
+  const parts = [];
+  if (report.reflections) parts.push(plural(report.reflections, "reflection"));
+  if (report.guided) parts.push(`${report.guided} guided`);
+  return `ran: ${parts.join(" · ")} · ${report.evaluations} evals · ${formatRatio(ratio)} time`;
 }

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import {
-  describeRun, effectiveSteps, estimateReflections, formatRatio, passesPerEvaluation, reportText,
+  advancedSteps, describeRun, effectiveSteps, estimateReflections, formatRatio, passesPerEvaluation, reportText,
   resolveCfg, runCost,
 } from "../../web/w2sd_cost.js";
 
@@ -109,18 +109,21 @@ test("the node's line: weak at CFG 1 costs half, repeats count", () => {
   assert.equal(run.cost.passes, 60 + 20 * 3);
   assert.equal(run.text, "20 reflections · 70 evals · ×2 time");
   assert.match(run.detail, /weak side at CFG 1 costs half/);
-  assert.match(describeRun({ steps: 10, cfg: 4, strong_cfg: 1, reflect_end_percent: 1 }).detail,
+  assert.match(describeRun({ steps: 10, cfg: 4, strong_cfg: 1, reflect_steps: -1, reflect_end_percent: 1 }).detail,
     /strong side at CFG 1 costs half/);
 });
 
-test("the node's line: reflection off, and no weak side", () => {
-  assert.equal(describeRun({ steps: 20, cfg: 8, reflect_steps: 0 }).text, "no reflection · 20 evals · ×1 time");
+test("the node's line: W2SD off by default, and no weak side", () => {
+  assert.equal(describeRun({ steps: 20, cfg: 8, reflect_steps: 0 }).text, "W2SD off · reflect_steps 0");
+  assert.equal(describeRun({ steps: 20, cfg: 8 }).text, "W2SD off · reflect_steps 0");  // the default plan
+  assert.match(describeRun({ steps: 20, cfg: 8 }).detail, /plain sampler, bit for bit/);
+  assert.equal(describeRun({ steps: 1, cfg: 8, reflect_steps: -1 }).text, "nothing planned · 1 evals · ×1 time");
   const bare = describeRun({ steps: 20, cfg: 8, reflect_steps: -1 }, { weakSide: false });
   assert.equal(bare.differs, false);
   assert.equal(bare.cost.reflections, 0);
   assert.equal(bare.text, "no weak side: plain sampling · 20 evals");
   // a CFG pair is a weak side by itself; -1 resolves to the sampler's cfg before comparing
-  assert.equal(describeRun({ steps: 20, cfg: 8, weak_cfg: 1, reflect_end_percent: 1 }, { weakSide: false }).cost.reflections, 19);
+  assert.equal(describeRun({ steps: 20, cfg: 8, weak_cfg: 1, reflect_steps: -1, reflect_end_percent: 1 }, { weakSide: false }).cost.reflections, 19);
   assert.equal(describeRun({ steps: 20, cfg: 8, strong_cfg: 8, weak_cfg: -1 }, { weakSide: false }).differs, false);
   assert.equal(describeRun({ steps: 20, cfg: 8, strong_cfg: 7.5 }, { weakSide: false }).differs, true);
 });
@@ -136,6 +139,40 @@ test("the run report: what the sampler really did", () => {
   assert.equal(reportText({ steps: 8, reflections: 1, evaluations: 10, passes: 20, plain_passes: 16 }),
     "ran: 1 reflection · 10 evals · ×1.25 time");
   assert.equal(reportText({ steps: 20, reflections: 0, evaluations: 20, passes: 40, plain_passes: 40,
-    skipped: "nothing differs" }), "ran without reflection · 20 evals");
+    skipped: "nothing differs" }), "ran without W2SD · 20 evals");
+  assert.equal(reportText({ steps: 20, reflections: 0, guided: 12, evaluations: 32, passes: 64, plain_passes: 40 }),
+    "ran: 12 guided · 32 evals · ×1.6 time");
   assert.equal(reportText(undefined), null);
+});
+
+test("guided evaluations: one more evaluation each, the pair's passes instead of the plain one", () => {
+  const cost = runCost(20, 0, 8, 8, 8, 12);
+  assert.equal(cost.evaluations, 32);
+  assert.equal(cost.passes, 40 + 12 * 2);
+  assert.equal(describeRun({ steps: 20, cfg: 8, reflect_steps: 12, reflect_end_percent: 1, mode: "guide" }).text,
+    "12 guided · 32 evals · ×1.6 time");
+  assert.equal(describeRun({ steps: 20, cfg: 8, reflect_steps: 12, reflect_end_percent: 1, mode: "reflect+guide" }).text,
+    "12 reflections · 12 guided · 56 evals · ×2.8 time");
+  // guidance 0 in guide mode is the strong side alone: off
+  assert.equal(describeRun({ steps: 20, cfg: 8, reflect_steps: 12, mode: "guide", guidance: 0 }).text, "W2SD off · guidance 0");
+});
+
+test("a CFG-only pair in guide mode is plain CFG at cfg_s + w (cfg_s - cfg_w): no extra cost", () => {
+  const run = describeRun({ steps: 20, cfg: 5.5, weak_cfg: 1, reflect_steps: 12, reflect_end_percent: 1,
+    mode: "guide", guidance: 0.5 }, { weakSide: false });
+  assert.equal(run.cost.evaluations, 20);
+  assert.equal(run.cost.passes, run.cost.plainPasses);
+  assert.equal(run.text, "12 guided as CFG 7.75 · 20 evals · ×1 time");
+});
+
+test("KSampler (Advanced): the steps between start_at_step and end_at_step", () => {
+  assert.deepEqual(advancedSteps(20, 0, 10000), { steps: 20, endsAtZero: true });
+  assert.deepEqual(advancedSteps(20, 0, 10, "enable"), { steps: 10, endsAtZero: false });
+  assert.deepEqual(advancedSteps(20, 10, 10000, "enable"), { steps: 10, endsAtZero: true });
+  assert.deepEqual(advancedSteps(20, 4, 10, "disable"), { steps: 6, endsAtZero: true });
+  assert.equal(advancedSteps(20, 12, 10).steps, 0);
+  assert.equal(advancedSteps(20, 0, 0).steps, 0);
+  const high = describeRun({ steps: 20, cfg: 3.5, reflect_steps: 30, reflect_end_percent: 1, start_at_step: 0,
+    end_at_step: 10, return_with_leftover_noise: "enable" }, { advanced: true });
+  assert.equal(high.cost.reflections, 10);  // the part ends above sigma 0: its last step reflects too
 });
