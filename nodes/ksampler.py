@@ -20,7 +20,7 @@ import latent_preview
 from comfy_api.latest import io, ui
 
 from . import compat, pairs, validate
-from .common import (CATEGORY, DEFAULT_END_PERCENT, DEFAULT_GUIDANCE, DEFAULT_INVERSION, DEFAULT_MODE,
+from .common import (schema_extras, CATEGORY, DEFAULT_END_PERCENT, DEFAULT_GUIDANCE, DEFAULT_INVERSION, DEFAULT_MODE,
                      DEFAULT_REFLECT_STEPS, DEFAULT_REPEATS, cfg_pair_inputs, mode_inputs, plan_inputs,
                      weak_side_inputs)
 from .guider import make_guider
@@ -140,6 +140,7 @@ class W2SDReflectiveKSampler(io.ComfyNode):
             node_id="W2SDReflectiveKSampler",
             display_name="W2SD Reflective KSampler",
             category=CATEGORY,
+            **schema_extras(),
             description=("KSampler with W2SD (Weak-to-Strong Diffusion with Reflection): before each "
                          "reflected step the latent goes one step down with the strong side and back up "
                          "with the weak side (a weak model, a weak prompt or a weak CFG), then the normal "
@@ -183,6 +184,7 @@ class W2SDReflectiveKSamplerAdvanced(io.ComfyNode):
             node_id="W2SDReflectiveKSamplerAdvanced",
             display_name="W2SD Reflective KSampler (Advanced)",
             category=CATEGORY,
+            **schema_extras(),
             description=("KSampler (Advanced) with W2SD: add_noise, start/end steps and leftover noise "
                          "as there, so a split schedule (e.g. Wan 2.2's high-noise and low-noise experts) "
                          "can reflect or guide in either part. The plan counts the steps this node runs. "

@@ -40,7 +40,7 @@ from ..w2sd_core.lora_delta import (BiasTerm, ConvGeometry, DenseTerm, LayerDelt
                                     LoraTerm)
 from . import compat, pairs, validate
 from .roles import PAIR_ATTACHMENT, STRONG, WEAK, role_of
-from .common import CATEGORY
+from .common import schema_extras, CATEGORY
 
 log = logging.getLogger("w2sd")
 
@@ -639,6 +639,7 @@ class W2SDWeakModelBuilder(io.ComfyNode):
             node_id="W2SDWeakModelBuilder",
             display_name="W2SD Weak Model Builder",
             category=CATEGORY,
+            **schema_extras("lora"),
             description=(
                 "Builds the weak/strong pair for W2SD reflection. LoRA mode: fuses the LoRA into the model at "
                 "final_strength and adds the strong/weak strength differences only on reflection passes, in "

@@ -383,16 +383,25 @@ async function renderer(page, vue) {
         return { missing, captions: w2sdCaptions(),
                  nodes: saved.nodes.map((n) => [n.id, n.type, n.widgets_values?.length ? n.widgets_values : null]) };
       }, data);
+      if (process.env.W2SD_THUMBNAILS) {  // template-browser thumbnails: the graph alone, no panels
+        const clip = await page.evaluate(async () => {
+          app.canvas.ds.scale = 0.5; app.canvas.ds.offset = [40, 60]; app.canvas.setDirty(true, true);
+          await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+          const c = app.canvas.canvas.getBoundingClientRect();
+          const menu = document.querySelector('.comfyui-body-top, .comfyui-menu, .actionbar')?.getBoundingClientRect();
+          const top = Math.max(c.top, menu ? menu.bottom : 0) + 40;
+          return { x: c.left + 60, y: top, width: 976, height: 656 };
+        });
+        await page.screenshot({ path: `${process.env.W2SD_THUMBNAILS}/${name}.png`, clip });
+      }
     }
     mark('workflows');
     if (out.hasVue) {
-      // switch renderers in the same page where the frontend does it live; reload where it does not
+      // a reload applies the renderer setting on every frontend; switching live left the caption
+      // empty (1.35.9) or stale nodes on screen (1.27.10)
       await page.evaluate(() => app.extensionManager.setting.set('Comfy.VueNodes.Enabled', true));
-      const live = await page.evaluate(async () => {
-        app.graph.clear(); w2sdMake('W2SDReflectiveKSampler', 100, 100);
-        return Boolean(await w2sdUntil(() => document.querySelector('[data-node-id]'), 3000));
-      });
-      if (!live) { collecting = false; await open(page); await page.evaluate(HELPERS); collecting = true; }
+      collecting = false; await open(page); await page.evaluate(HELPERS); collecting = true;
+      const live = false;
       out.vueLive = live;
       out.renderers.vue = await renderer(page, true);
       await page.evaluate(() => app.extensionManager.setting.set('Comfy.VueNodes.Enabled', false));
@@ -468,7 +477,7 @@ def parse_line(text: str) -> dict:
     return got
 
 
-def check_text(text, cost, bounded, where, off=None):
+def check_text(text, cost, bounded, off=None, *, where):
     """The numbers in a cost line equal the expected cost's; '≤' exactly where only a bound is known;
     'W2SD off' exactly where the plan is off."""
     if off:
@@ -594,7 +603,7 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
                 assert snap["vueNode"], f"{at}: the node is not rendered by Nodes 2.0"
             shown = visible_cost(snap, at)
             assert shown == snap["shown"]["text"], at
-            check_text(shown, *expected_cost(snap["values"], snap["linked"]), at)
+            check_text(shown, *expected_cost(snap["values"], snap["linked"]), where=at)
             assert shown != previous, f"{at}: the text did not change"
             previous = shown
         snaps = {s["label"]: s for s in got["ksampler"]["snaps"]}
@@ -606,17 +615,17 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
 
         # 2) building blocks: the numbers follow the scheduler, the sampler's mode, the MoE pair
         custom = got["custom"]
-        check_text(custom["a"][0], run_cost(25, 12, 7.0, 7.0, 1.0), False, f"{where}: SamplerCustomAdvanced")
+        check_text(custom["a"][0], run_cost(25, 12, 7.0, 7.0, 1.0), False, where=f"{where}: SamplerCustomAdvanced")
         assert custom["a"][1] == custom["a"][0]
-        check_text(custom["b"][0], run_cost(10, 9, 7.0, 7.0, 1.0), False, f"{where}: scheduler steps 10")
+        check_text(custom["b"][0], run_cost(10, 9, 7.0, 7.0, 1.0), False, where=f"{where}: scheduler steps 10")
         # a CFG-only pair in guide mode is plain CFG at 7 + 1 * (7 - 1) = 13: no extra evaluation
         assert custom["g"] == "9 guided as CFG 13 · 10 evals · ×1 time", custom["g"]
         assert custom["e0"].startswith("no weak side"), custom["e0"]
-        check_text(custom["e1"], run_cost(10, 0, 7.0, 7.0, 7.0, guided=9), False, f"{where}: W2SD Expert Pair")
+        check_text(custom["e1"], run_cost(10, 0, 7.0, 7.0, 7.0, guided=9), False, where=f"{where}: W2SD Expert Pair")
         assert custom["c"] == "W2SD off · reflect_steps 0", f"{where}: a plain sampler runs the default plan: {custom['c']}"
         for step in custom["advanced"]:
             check_text(step["text"], *expected_cost(step["values"], ["weak_positive"], advanced=True),
-                       f"{where}: Advanced {step['values']}")
+                       where=f"{where}: Advanced {step['values']}")
         # end_at_step 10 runs 10 steps; leftover noise keeps its last step reflectable for an explicit λ
         assert [s["text"] for s in custom["advanced"][2:]] == [
             "9 reflections · 28 evals · ×2.8 time", "9 reflections · 28 evals · ×2.8 time",
