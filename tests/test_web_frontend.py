@@ -278,7 +278,7 @@ async function renderer(page, vue) {
     w2sdSet(guider, 'weak_cfg', -1);    // nothing differs ...
     const experts = w2sdMake('W2SDExpertPairBuilder', 40, 700), loader = w2sdMake('CheckpointLoaderSimple', 40, 860);
     const e0 = guider.w2sdRefresh().text;
-    link(loader, 'MODEL', experts, 'model'); link(experts, 'MODEL', guider, 'model');  // ... until the MoE pair
+    link(loader, 'MODEL', experts, 'model'); link(experts, 'model', guider, 'model');  // ... until the MoE pair
     const e1 = guider.w2sdRefresh().text;
     app.graph.remove(sampler);  // a plain sampler: the guider runs the default plan (off)
     link(select, 'SAMPLER', sca, 'sampler');
