@@ -1,6 +1,9 @@
 """Let PyPI's (CUDA) torchvision import beside CPU torch: skip the two fake-op registrations
 whose C ops are absent. Test-environment only; touches nothing of the pack."""
-import importlib.util, pathlib, re, sys
+import importlib.util
+import pathlib
+import re
+import sys
 spec = importlib.util.find_spec("torchvision")
 p = pathlib.Path(spec.submodule_search_locations[0]) / "_meta_registrations.py"
 src = p.read_text()

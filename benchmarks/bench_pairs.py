@@ -192,6 +192,7 @@ def main():
     import comfy.model_management as mm
     torch.set_num_threads(args.threads)
     core = comfy_support.pack_module("w2sd_core")
+    lora_pair = comfy_support.pack_module("nodes.lora_pair")
     weak_model_mod = comfy_support.pack_module("nodes.weak_model")
     reflecting = comfy_support.pack_module("nodes.reflecting")
     ksampler = comfy_support.node_class("W2SDReflectiveKSampler")
@@ -201,7 +202,8 @@ def main():
     model_bytes = sum(p.numel() * p.element_size() for p in base.model.parameters())
     lora = comfy_support.kohya_lora(base, seed=7, rank=args.rank, tucker=False, conv=args.locon, scale=0.05)
     lora_bytes = sum(t.numel() * t.element_size() for t in lora.values())
-    delta_model, report, _ = weak_model_mod.build_lora_pair(base, lora, "bench", 0.8, 1.5, -1.5)
+    built = lora_pair.build_lora_pair(base, lora, "bench", 0.8, 1.5, -1.5)
+    delta_model, report = built.model, weak_model_mod.report_lines(built)
     import comfy.sd
     naive_strong = comfy.sd.load_lora_for_models(base, None, lora, 1.5, 0)[0]
     naive_weak = comfy.sd.load_lora_for_models(base, None, lora, -1.5, 0)[0]
@@ -298,7 +300,7 @@ def main():
           f"over rounds of wall / (that round's plain wall x pass ratio).\n")
     print("| pair | UNet calls | passes (predicted) | median wall s | wall / ideal | peak heap added (MB) | peak RSS added (MB) | resident extra (MB) |")
     print("|---|---|---|---|---|---|---|---|")
-    for key, r in results.items():
+    for r in results.values():
         print(f"| {r['name']} | {r['calls']} | {r['passes']} ({r['cost'].passes}) | {r['wall']:.2f} | "
               f"{r.get('ratio', float('nan')):.2f}x | {mb(r['heap'])} | {mb(r['rss'])} | {mb(r['resident'])} |")
     print()

@@ -11,7 +11,7 @@ with ``add_noise`` disabled at that level turns back into ``x`` (flow models: ``
 undoing the ``(1 - sigma) * latent`` KSamplerAdvanced applies; an identity for eps / v models).
 With a noise_mask the unmasked regions come back as the input latent (see ``execute``).
 
-The ``inversion`` choices are the contract's: ``next`` (default) and ``current``; the core's third
+The ``inversion`` choices are ``next`` (default) and ``current``; the core's third
 mode, ``official``, exists only as part of a reflection (it needs the level after the target).
 """
 from __future__ import annotations

@@ -125,12 +125,34 @@ def _output(out, report) -> io.NodeOutput:
     return io.NodeOutput(out, ui=ReportUI(report))
 
 
-_KSAMPLER_INPUTS_TIPS = {
-    "model": "The model used for denoising the input latent (the strong side).",
-    "positive": "The conditioning describing what to include (strong side).",
-    "negative": "The conditioning describing what to exclude (strong side).",
-    "latent_image": "The latent image to denoise.",
-}
+def _seed_input(name: str):
+    return io.Int.Input(name, default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
+                        tooltip="The random seed used for creating the noise.")
+
+
+def _sampling_inputs(steps_tip: str) -> list:
+    """KSampler's steps, cfg, sampler and scheduler."""
+    return [
+        io.Int.Input("steps", default=20, min=1, max=10000, tooltip=steps_tip),
+        io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                       tooltip="The Classifier-Free Guidance scale of the normal steps."),
+        io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS,
+                       tooltip="The sampling algorithm; any of them works with reflection."),
+        io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
+                       tooltip="The scheduler controls how noise is gradually removed."),
+    ]
+
+
+def _strong_inputs() -> list:
+    """KSampler's conditioning and latent: the strong side's."""
+    return [
+        io.Conditioning.Input("positive", tooltip="The conditioning describing what to include (strong side)."),
+        io.Conditioning.Input("negative", tooltip="The conditioning describing what to exclude (strong side)."),
+        io.Latent.Input("latent_image", tooltip="The latent image to denoise."),
+    ]
+
+
+_MODEL_TIP = "The model used for denoising the input latent (the strong side)."
 
 
 class W2SDReflectiveKSampler(io.ComfyNode):
@@ -147,20 +169,10 @@ class W2SDReflectiveKSampler(io.ComfyNode):
                          "step runs. reflect_steps 0 = exactly KSampler. Each reflection costs two model "
                          "evaluations; the node reports the total."),
             inputs=[
-                io.Model.Input("model", tooltip=_KSAMPLER_INPUTS_TIPS["model"]),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
-                             tooltip="The random seed used for creating the noise."),
-                io.Int.Input("steps", default=20, min=1, max=10000,
-                             tooltip="The number of steps used in the denoising process."),
-                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="The Classifier-Free Guidance scale of the normal steps."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS,
-                               tooltip="The sampling algorithm; any of them works with reflection."),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
-                               tooltip="The scheduler controls how noise is gradually removed."),
-                io.Conditioning.Input("positive", tooltip=_KSAMPLER_INPUTS_TIPS["positive"]),
-                io.Conditioning.Input("negative", tooltip=_KSAMPLER_INPUTS_TIPS["negative"]),
-                io.Latent.Input("latent_image", tooltip=_KSAMPLER_INPUTS_TIPS["latent_image"]),
+                io.Model.Input("model", tooltip=_MODEL_TIP),
+                _seed_input("seed"),
+                *_sampling_inputs("The number of steps used in the denoising process."),
+                *_strong_inputs(),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="The amount of denoising applied; lower values keep the structure of the input latent."),
                 *w2sd_inputs(),
@@ -190,23 +202,13 @@ class W2SDReflectiveKSamplerAdvanced(io.ComfyNode):
                          "can reflect or guide in either part. The plan counts the steps this node runs. "
                          "reflect_steps 0 = exactly KSampler (Advanced)."),
             inputs=[
-                io.Model.Input("model", tooltip=_KSAMPLER_INPUTS_TIPS["model"]),
+                io.Model.Input("model", tooltip=_MODEL_TIP),
                 io.Combo.Input("add_noise", options=["enable", "disable"],
                                tooltip="Add the seeded noise (disable to continue a latent that still "
                                        "carries its noise, e.g. from a first sampler's leftover noise)."),
-                io.Int.Input("noise_seed", default=0, min=0, max=0xffffffffffffffff,
-                             control_after_generate=True, tooltip="The random seed used for creating the noise."),
-                io.Int.Input("steps", default=20, min=1, max=10000,
-                             tooltip="The number of steps of the whole schedule."),
-                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="The Classifier-Free Guidance scale of the normal steps."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS,
-                               tooltip="The sampling algorithm; any of them works with reflection."),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
-                               tooltip="The scheduler controls how noise is gradually removed."),
-                io.Conditioning.Input("positive", tooltip=_KSAMPLER_INPUTS_TIPS["positive"]),
-                io.Conditioning.Input("negative", tooltip=_KSAMPLER_INPUTS_TIPS["negative"]),
-                io.Latent.Input("latent_image", tooltip=_KSAMPLER_INPUTS_TIPS["latent_image"]),
+                _seed_input("noise_seed"),
+                *_sampling_inputs("The number of steps of the whole schedule."),
+                *_strong_inputs(),
                 io.Int.Input("start_at_step", default=0, min=0, max=10000,
                              tooltip="The step of the schedule this node starts at."),
                 io.Int.Input("end_at_step", default=10000, min=0, max=10000,

@@ -21,7 +21,6 @@ import importlib
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +28,8 @@ import torch.nn.functional as F
 import comfy.model_management
 import comfy.patcher_extension
 
-from .roles import PAIR_ATTACHMENT, WEAK, role_of
+from .owned_hooks import OwnedHooks
+from .roles import PAIR_ATTACHMENT, WEAK, role_of_apply_model
 
 #: (module, class) of the routed-expert gates this pack knows; absent ones are skipped, so a
 #: release without a family still loads.
@@ -105,38 +105,20 @@ class Routing:
 
 class ExpertRouting:
     """Per-model runtime: the gate hooks (active only while a weak call runs) and the wrapper
-    that sets that from the role tag. Its injection is shared by clones of the model; the hooks
-    belong to the patcher that injected them, so a stale clone cannot remove a live model's hooks."""
+    that sets that from the role tag; the hooks are OwnedHooks (nodes/owned_hooks.py)."""
 
     def __init__(self, gate_names: list[str], routing: Routing):
         self.gate_names = gate_names
         self.routing = routing
         self._local = threading.local()
-        self._handles: list = []
-        self._owner: Optional[int] = None
-        self._lock = threading.Lock()
+        self._hooks = OwnedHooks(dict.fromkeys(gate_names, self._hook))
         self.weak_calls = 0
 
     def inject(self, patcher) -> None:
-        with self._lock:
-            if self._handles:
-                if self._owner == id(patcher):
-                    return
-                self._remove()
-            for name in self.gate_names:
-                gate = patcher.model.get_submodule(name)
-                self._handles.append(gate.register_forward_hook(self._hook))
-            self._owner = id(patcher)
+        self._hooks.inject(patcher)
 
     def eject(self, patcher) -> None:
-        with self._lock:
-            if self._owner == id(patcher):
-                self._remove()
-
-    def _remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles, self._owner = [], None
+        self._hooks.eject(patcher)
 
     def _hook(self, gate, args, output):
         if not getattr(self._local, "weak", False):
@@ -144,10 +126,7 @@ class ExpertRouting:
         return self.routing.route(gate, args[0])
 
     def apply_model_wrapper(self, executor, *args, **kwargs):
-        transformer_options = kwargs.get("transformer_options")
-        if transformer_options is None:
-            transformer_options = args[5] if len(args) > 5 else {}
-        weak = role_of(transformer_options) == WEAK
+        weak = role_of_apply_model(args, kwargs) == WEAK
         self.weak_calls += weak
         previous = getattr(self._local, "weak", False)
         self._local.weak = weak

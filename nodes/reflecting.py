@@ -283,6 +283,8 @@ class SpanRunner:
             self.callback({**d, "i": d["i"] + start})
 
     def __call__(self, x, start: int, end: int):
+        # A "stop" during a reflection must not wait for the span's first model call.
+        comfy.model_management.throw_exception_if_processing_interrupted()
         span = self.sigmas[start:end + 1]
         self.step = start
         callback = lambda d: self._step_done(start, d)

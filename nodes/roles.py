@@ -30,3 +30,12 @@ def with_role(model_options: dict, role: str, **extra) -> dict:
     transformer_options.update(extra)
     options["transformer_options"] = transformer_options
     return options
+
+
+def role_of_apply_model(args, kwargs) -> str | None:
+    """The role of a call seen by an APPLY_MODEL wrapper (BaseModel._apply_model's arguments:
+    transformer_options by name, or sixth by position)."""
+    options = kwargs.get("transformer_options")
+    if options is None:
+        options = args[5] if len(args) > 5 else {}
+    return role_of(options)

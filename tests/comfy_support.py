@@ -45,8 +45,9 @@ def start_comfyui():
 
 def pack_module(name: str):
     """A module of this pack as ComfyUI loaded it (e.g. ``"nodes.slicing"``)."""
+    import importlib
     pack = str(PACK_DIR).replace(".", "_x_")      # ComfyUI's module name for a pack folder
-    return sys.modules[f"{pack}.{name}"]
+    return importlib.import_module(f"{pack}.{name}")
 
 
 def node_class(node_id: str):
@@ -234,12 +235,6 @@ def attention_lora(base_model, seed: int = 0, rank: int = 4, scale: float = 0.05
     return out
 
 
-def pack_module(sub: str):
-    """A module of this pack as ComfyUI loaded it (custom nodes live under their folder's path)."""
-    import importlib
-    return importlib.import_module(f"{str(PACK_DIR).replace('.', '_x_')}.{sub}")
-
-
 def live_tensor_bytes() -> int:
     """Bytes of every tensor storage Python can reach (after a full collection), each storage
     counted once: what a leak of tensors kept by Python objects adds to."""
@@ -387,7 +382,7 @@ class ComfyServer:
             except (urllib.error.URLError, ConnectionError, OSError):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"ComfyUI server did not answer within {self.startup_timeout} s:\n"
-                                       f"{self.log_tail()}")
+                                       f"{self.log_tail()}") from None
                 time.sleep(0.25)
         # Custom nodes are loaded before the server listens: a missing node means the pack failed.
         if "W2SDInversionStep" not in self.get_json("/object_info/W2SDInversionStep"):

@@ -74,8 +74,8 @@ def test_a_checkpoint_pair_is_guided_from_two_calls(comfy):
 def test_a_model_carrying_a_lora_pair_is_guided_per_role(comfy, tmp_path):
     import comfy.sd
     base = cs.tiny_model("eps", seed=1)
-    pair, _, _ = cs.pack_module("nodes.weak_model").build_lora_pair(
-        base, cs.kohya_lora(base, seed=2, tucker=False), "test", 0.5, 1.5, -1.0)
+    pair = cs.pack_module("nodes.lora_pair").build_lora_pair(
+        base, cs.kohya_lora(base, seed=2, tucker=False), "test", 0.5, 1.5, -1.0).model
     got, want = _guided_vs_sides(_w2sd_guider(pair))
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
     # and the sides are the LoRA at its strong and weak strengths

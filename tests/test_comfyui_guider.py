@@ -193,7 +193,6 @@ def test_incompatible_pairs_name_what_differs(comfy):
 
 def _with_sampling(model, **parameters):
     """``model`` with its own model_sampling, as ModelSamplingDiscrete / ModelSamplingSD3 patch it."""
-    import comfy.model_sampling
     patched = model.clone()
     current = model.get_model_object("model_sampling")
     sampling = type(current)(model.model.model_config, **({"zsnr": parameters["zsnr"]} if "zsnr" in parameters else {}))

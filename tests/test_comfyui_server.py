@@ -8,6 +8,7 @@ the negative; ``ModelSamplingDiscrete`` / ``ModelSamplingSD3`` turn the model in
 flow; ``LoadLatent`` / ``SaveLatent`` move latents in and out with no VAE. One server per module.
 """
 import pytest
+import torch
 
 import comfy_support
 from sampling_support import rel
@@ -152,6 +153,15 @@ def test_reflective_ksampler_with_two_checkpoints(server):
     plain = server.run(reflective_graph(server.files, reflect_steps=0), timeout=120)
     assert server.succeeded(plain), server.error_of(plain)
     assert float((saved(server, plain, "save") - out).abs().max()) > 1e-4
+    # ... bit for bit this ComfyUI's own KSampler node, run in the same server.
+    stock = reflective_graph(server.files)
+    stock["w2sd"] = {"class_type": "KSampler", "inputs": {
+        k: v for k, v in stock["w2sd"]["inputs"].items()
+        if k in ("model", "seed", "steps", "cfg", "sampler_name", "scheduler", "positive", "negative",
+                 "latent_image", "denoise")}}
+    reference = server.run(stock, timeout=120)
+    assert server.succeeded(reference), server.error_of(reference)
+    assert torch.equal(saved(server, reference, "save"), saved(server, plain, "save"))
 
 
 def test_mismatched_pair_is_refused_with_what_differs(server):

@@ -198,16 +198,22 @@ def test_flux_sliced_qkv_roles_equal_fused_lora(comfy, lora_dir):
     assert sorted(t.weight_slice for t in qkv.terms) == [(0, 0, 64), (0, 64, 64), (0, 128, 64)]
 
 
-def test_dora_falls_back_to_weight_hooks_and_stays_exact(comfy, lora_dir):
+def dora_roles_match_fused(comfy, lora_dir, base, file_name):
+    """A LoRA with three DoRA layers built on ``base``: every role equals the LoRA fused at its strength."""
     import comfy_support
-    base = comfy_support.tiny_model("eps", seed=7)
     sd = sd_lora(base, seed=8, dora=3, tucker=False)
-    name = save_lora(lora_dir, "sd_dora.safetensors", sd)
-    g = torch.Generator().manual_seed(9)
-    x = torch.randn(1, 4, 16, 16, generator=g) * 2.0
+    name = save_lora(lora_dir, file_name, sd)
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(9)) * 2.0
     model, report = roles_match_fused(comfy, base, sd, name, x, 2.0, comfy_support.cond(0),
                                       comfy_support.cond(1))
-    assert "DoRA x3" in report and "per role" in report
+    assert "DoRA x3" in report
+    return model, report
+
+
+def test_dora_falls_back_to_weight_hooks_and_stays_exact(comfy, lora_dir):
+    import comfy_support
+    model, report = dora_roles_match_fused(comfy, lora_dir, comfy_support.tiny_model("eps", seed=7), "sd_dora.safetensors")
+    assert "per role" in report
     # the fallback cleans up after sampling: no cached role weights left behind
     assert not model.cached_hook_patches and not model.hook_backup
 
@@ -516,13 +522,7 @@ def test_weight_hooks_on_a_dynamic_vram_model_run_on_its_static_delegate(comfy, 
     non-dynamic delegate, as ComfyUI's guider does for hooked conds, and stay exact."""
     import comfy_support
     base = comfy_support.dynamic_like(comfy_support.tiny_model("eps", seed=7))
-    sd = sd_lora(base, seed=8, dora=3, tucker=False)
-    name = save_lora(lora_dir, "sd_dora_dynamic.safetensors", sd)
-    g = torch.Generator().manual_seed(9)
-    x = torch.randn(1, 4, 16, 16, generator=g) * 2.0
-    model, report = roles_match_fused(comfy, base, sd, name, x, 2.0, comfy_support.cond(0),
-                                      comfy_support.cond(1))
-    assert "DoRA x3" in report
+    model, _ = dora_roles_match_fused(comfy, lora_dir, base, "sd_dora_dynamic.safetensors")
     assert not pack("nodes.compat").is_dynamic(model)
 
 

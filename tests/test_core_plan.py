@@ -1,4 +1,6 @@
 """Which steps a ReflectionPlan reflects, on full, truncated and split schedules."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -82,7 +84,7 @@ def test_invalid_plans_raise(kwargs, word):
 
 def test_plans_are_frozen_values():
     plan = ReflectionPlan(steps=4)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         plan.steps = 5
     assert plan == ReflectionPlan(steps=4) and hash(plan) == hash(ReflectionPlan(steps=4))
 

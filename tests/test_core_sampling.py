@@ -148,3 +148,44 @@ def test_invert_rejects_descending_sigmas_and_skips_flat_steps():
     with pytest.raises(ValueError, match="ascending"):
         invert(den, x, [1.0, 0.5])
     assert torch.equal(invert(den, x, [0.5, 0.5]), x)
+
+
+# ---------------------------------------------------------------- guide mode
+def _linear(scale):
+    return lambda x, sigma: x * scale
+
+
+def test_guide_mode_with_w_zero_or_weak_equal_strong_is_plain_euler():
+    from w2sd_core import ReflectionPlan, sample_euler, sample_euler_plain
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0)) * 5
+    sigmas = torch.tensor([5.0, 3.0, 1.5, 0.5, 0.0])
+    plain = sample_euler_plain(_linear(0.4), x, sigmas)
+    every = ReflectionPlan(steps=-1)
+    assert torch.equal(sample_euler(_linear(0.4), x, sigmas, weak=_linear(0.1), plan=every, mode="guide",
+                                    guidance=0.0), plain)
+    assert torch.allclose(sample_euler(_linear(0.4), x, sigmas, weak=_linear(0.4), plan=every,
+                                       mode="guide", guidance=3.0), plain)
+
+
+def test_a_guided_step_sees_strong_plus_w_times_the_difference():
+    from w2sd_core import ReflectionPlan, euler_step, sample_euler
+    from w2sd_core.guidance import guide
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(1)) * 4
+    sigmas = torch.tensor([4.0, 2.0])
+    strong, weak, w = _linear(0.5), _linear(0.2), 1.5
+    got = sample_euler(_linear(0.9), x, sigmas, strong=strong, weak=weak, plan=ReflectionPlan(steps=1),
+                       mode="guide", guidance=w)
+    # a one-step schedule into sigma 2 > 0: step 0 is planned, so it runs on D_s + w (D_s - D_w)
+    want = euler_step(x, guide(strong(x, 4.0), weak(x, 4.0), w), 4.0, 2.0)
+    assert torch.allclose(got, want)
+
+
+def test_reflect_and_guide_modes_combine():
+    """reflect+guide = reflection, then the guided step; each mode alone differs from it."""
+    from w2sd_core import ReflectionPlan, sample_euler
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(2)) * 4
+    sigmas = torch.tensor([4.0, 2.0, 1.0, 0.0])
+    args = dict(weak=_linear(0.2), strong=_linear(0.5), plan=ReflectionPlan(steps=-1), guidance=1.0)
+    outs = {m: sample_euler(_linear(0.5), x, sigmas, mode=m, **args) for m in ("reflect", "guide", "reflect+guide")}
+    assert not torch.allclose(outs["reflect"], outs["reflect+guide"])
+    assert not torch.allclose(outs["guide"], outs["reflect+guide"])

@@ -169,7 +169,7 @@ def test_lora_path_tricks_are_refused_by_comfyui(comfy, lora_dir):
 
 
 def test_lora_file_tensors_live_only_as_long_as_a_model_built_from_them(comfy, lora_dir):
-    weak_model = cs.pack_module("nodes.weak_model")
+    weak_model = cs.pack_module("nodes.lora_files")
     base = cs.tiny_model("eps")
     first = build_pair(base)
     (entry,) = [e for k, e in weak_model._lora_cache.items() if k[0].endswith(LORA)]

@@ -2,7 +2,7 @@
 
 Core tier (no ComfyUI, no weights): every file is a well-formed UI-format workflow as ComfyUI's
 frontend saves it, links join existing slots of matching types, each has a Note, the W2SD nodes'
-widget values fit the pack's stable interface (the contract, below), and each workflow is set up the
+widget values fit the pack's stable interface (the table below), and each workflow is set up the
 way its Note says (checked per workflow).
 
 ComfyUI tier: every node type exists in ComfyUI (ComfyUI's + ours), widget counts, values and link
@@ -37,7 +37,7 @@ def load(path) -> dict:
 
 
 # ---------------------------------------------------------------- the pack's stable interface
-# From the team contract (docs of the node interface that saved workflows depend on). Sockets are
+# The node interface that saved workflows depend on. Sockets are
 # (name, type); widgets (name, check) in the order the frontend lists them (required inputs first,
 # then optional ones, each in declaration order). The ComfyUI tier checks this table against the real
 # node definitions, so it cannot silently drift from the nodes.

@@ -7,18 +7,23 @@ from typing import Callable, Optional
 
 import torch
 
-from .plan import ReflectionPlan
+from .guidance import DEFAULT_GUIDANCE, DEFAULT_MODE, guided, guides, reflects
+from .plan import NO_REFLECTION, ReflectionPlan
 from .reflection import Denoiser, euler_step, inversion_step, reflect, sigma_batch
+
 
 @dataclass(frozen=True)
 class Preset:
-    """Everything a W2SD run needs besides the models: the plan's inputs and the inversion."""
+    """Everything a W2SD run needs besides the models: the plan's inputs, the inversion, and
+    what the planned steps get (``mode``: reflect / guide / reflect+guide, ``guidance``: w)."""
 
     steps: int = -1                    # λ: -1 = every step but the last
     repeats: int = 1
     end_percent: float = 1.0           # reflect while above this point of the denoising
     max_step: Optional[float] = None   # largest relative step (σ_i - σ_i+1) / σ_i+1 reflected
     inversion: str = "next"
+    mode: str = DEFAULT_MODE
+    guidance: float = DEFAULT_GUIDANCE
 
     def plan(self, percent_to_sigma) -> ReflectionPlan:
         return ReflectionPlan.until_percent(self.end_percent, percent_to_sigma, steps=self.steps,
@@ -82,31 +87,38 @@ def sigma_after(sigmas, i: int) -> float:
 
 def sample_euler(denoise: Denoiser, x: torch.Tensor, sigmas, *, weak: Denoiser,
                  strong: Optional[Denoiser] = None, plan: Optional[ReflectionPlan] = None,
-                 inversion: Optional[str] = None) -> torch.Tensor:
-    """Reference W2SD loop: Euler steps with ``denoise``, reflected per ``plan``.
+                 inversion: Optional[str] = None, mode: str = DEFAULT_MODE,
+                 guidance: float = DEFAULT_GUIDANCE) -> torch.Tensor:
+    """Reference W2SD loop: Euler steps with ``denoise``; the planned steps are reflected, guided
+    (``D_s + w (D_s - D_w)`` instead of ``denoise``) or both, per ``mode``.
 
     ``x`` is already noise-scaled (``sigmas[0] * noise``); returns the latent at ``sigmas[-1]``.
     """
     strong = denoise if strong is None else strong
     plan = DEFAULT_PLAN if plan is None else plan
     inversion = DEFAULT_INVERSION if inversion is None else inversion
+    guided_steps = set(plan.reflected_steps(sigmas)) if guides(mode) and guidance != 0 else set()
+    guided_denoise = guided(strong, weak, guidance)
 
     def reflect_at(x, i):
         return reflect(x, sigmas[i], sigmas[i + 1], strong, weak, inversion=inversion,
                        sigma_after=sigma_after(sigmas, i))
 
     def run_span(x, start, end):
-        return sample_euler_plain(denoise, x, sigmas[start:end + 1])
+        for i in range(start, end):
+            d = guided_denoise if i in guided_steps else denoise
+            x = euler_step(x, d(x, sigma_batch(x, sigmas[i])), sigmas[i], sigmas[i + 1])
+        return x
 
-    return sample_with_reflection(x, sigmas, plan, reflect_at, run_span)
+    return sample_with_reflection(x, sigmas, plan if reflects(mode) else NO_REFLECTION, reflect_at, run_span)
 
 
 def sample_default(denoise: Denoiser, x: torch.Tensor, sigmas, *, weak: Denoiser,
                    strong: Optional[Denoiser] = None, percent_to_sigma) -> torch.Tensor:
-    """What the nodes run with their defaults (DEFAULTS: plan, window, step limit, inversion),
-    with Euler as the inner sampler; ``percent_to_sigma`` is the model's."""
+    """What the nodes run with their defaults (DEFAULTS: plan, window, step limit, inversion,
+    mode), with Euler as the inner sampler; ``percent_to_sigma`` is the model's."""
     return sample_euler(denoise, x, sigmas, weak=weak, strong=strong, plan=default_plan(percent_to_sigma),
-                        inversion=DEFAULTS.inversion)
+                        inversion=DEFAULTS.inversion, mode=DEFAULTS.mode, guidance=DEFAULTS.guidance)
 
 
 def sample_euler_plain(denoise: Denoiser, x: torch.Tensor, sigmas) -> torch.Tensor:

@@ -37,7 +37,7 @@ from .mixtures import DiscreteVPSchedule, ToyProblem, mmd2, mode_kl, toy_problem
 
 
 def autoguided(strong, weak, w: float):
-    """Autoguidance (Karras et al. 2024): ``D_w + w (D_s - D_w)``, two evaluations per call."""
+    """Autoguidance: ``D_w + w (D_s - D_w)``, two evaluations per call."""
     def denoise(x, sigma):
         dw = weak(x, sigma)
         return dw + w * (strong(x, sigma) - dw)

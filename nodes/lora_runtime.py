@@ -1,0 +1,167 @@
+"""A LoRA pair at sampling time: the activation-space deltas switched per call by the role tag
+(forward hooks installed as ModelPatcher injections, an APPLY_MODEL wrapper), and the weight-hook
+fallback for patches that are not linear in the strength."""
+from __future__ import annotations
+
+import logging
+import threading
+
+import comfy.hooks
+
+from ..w2sd_core.lora_delta import LayerDelta
+from .lora_analysis import split_key
+from .owned_hooks import OwnedHooks
+from .roles import STRONG, WEAK, role_of_apply_model
+
+log = logging.getLogger("w2sd")
+
+
+class LoraDeltaRuntime:
+    """The per-model state: role strengths, the active strength (thread-local), the forward hooks.
+
+    One instance per built model; its hooks are OwnedHooks (nodes/owned_hooks.py).
+    """
+
+    def __init__(self, layers: dict[str, LayerDelta], strengths: dict, key: str):
+        self.layers = layers
+        self.strengths = strengths                 # role -> s_role - s_final
+        self.key = key
+        self._local = threading.local()
+        self._hooks = OwnedHooks({name: self._hook(name) for name in layers}, with_kwargs=True)
+        self._audit_pending = True
+        self._fired: set = set()
+        self.calls = {STRONG: 0, WEAK: 0, None: 0}
+
+    # -- active strength (set by the wrapper, read by the hooks)
+    def active(self) -> float:
+        return getattr(self._local, "strength", 0.0)
+
+    # -- injection (the hooks come and go with the model)
+    def inject(self, patcher) -> None:
+        self._hooks.inject(patcher)
+
+    def eject(self, patcher) -> None:
+        self._hooks.eject(patcher)
+
+    def on_detach(self, patcher, unpatch_all=True) -> None:
+        # The model is being unloaded: drop the factors cast for its device. (load_models_gpu also
+        # detaches a model it is about to reload, with unpatch_all=False: its weights stay on the
+        # device, and so do the casts.)
+        if unpatch_all:
+            self.release()
+
+    def release(self, *args) -> None:
+        # Also at the end of every sampling run (ON_CLEANUP): the casts are device memory that
+        # ComfyUI's memory manager neither counts nor frees (a partial unload keeps them), so they
+        # must not sit there while the VAE or another model runs. Re-casting costs one copy of the
+        # LoRA factors per run.
+        for delta in self.layers.values():
+            delta.clear_cache()
+
+    def _hook(self, name: str):
+        delta = self.layers[name]
+
+        def hook(module, args, kwargs, output):
+            strength = getattr(self._local, "strength", 0.0)
+            if strength == 0.0:
+                return None
+            x = args[0] if args else kwargs.get("input", kwargs.get("x"))
+            if getattr(self._local, "audit", False):
+                self._fired.add(name)
+            return delta.add_to(output, x, strength)
+        return hook
+
+    # -- the APPLY_MODEL wrapper
+    def apply_model_wrapper(self, executor, *args, **kwargs):
+        role = role_of_apply_model(args, kwargs)
+        strength = self.strengths.get(role, 0.0)
+        self.calls[role if role in (STRONG, WEAK) else None] += 1
+        previous = getattr(self._local, "strength", 0.0)
+        audit = strength != 0.0 and self._audit_pending
+        self._local.strength = strength
+        self._local.audit = audit
+        try:
+            out = executor(*args, **kwargs)
+        finally:
+            self._local.strength = previous
+            self._local.audit = False
+        if audit:
+            self._audit_pending = False
+            missing = sorted(set(self.layers) - self._fired)
+            if missing:
+                # A layer whose weight is used without calling the module (custom forward code) never
+                # sees its hook: say so instead of running a silently partial delta.
+                log.warning("W2SD LoRA delta: %d of %d LoRA'd layers were not called as modules in a "
+                            "reflection pass, so the role strengths do not reach them (first: %s)",
+                            len(missing), len(self.layers), ", ".join(missing[:5]))
+        return out
+
+
+class WeightHookFallback:
+    """Patches that are not linear in the strength, applied per role through ComfyUI weight hooks.
+
+    Each role (normal steps, reflect_strong, reflect_weak) has its own HookGroup carrying the patches
+    at that role's strength; the APPLY_MODEL wrapper applies the group for the call's role on top of
+    any hooks the conds bring, and restores the previous group afterwards. ComfyUI caches the patched
+    weights per group while sampling (hook mode MaxSpeed, set by the OUTER_SAMPLE wrapper): fast, but
+    one copy of the affected weights per role, plus a backup of the originals.
+    """
+
+    def __init__(self, patches: dict, role_strengths: dict):
+        self.patches = patches
+        self.hooks = {}
+        self.groups = {}
+        for role, strength in role_strengths.items():
+            hook = comfy.hooks.WeightHook(strength_model=strength)
+            hook.weights = patches
+            hook.need_weight_init = False
+            group = comfy.hooks.HookGroup()
+            group.add(hook)
+            self.hooks[role] = hook
+            self.groups[role] = group
+        self._combined: dict = {}
+
+    def register(self, patcher) -> None:
+        target = comfy.hooks.create_target_dict(comfy.hooks.EnumWeightTarget.Model)
+        for hook in self.hooks.values():
+            hook.add_hook_patches(patcher, {}, target, comfy.hooks.HookGroup())
+
+    def _group(self, role, previous):
+        if previous is None:
+            return self.groups[role]
+        key = (id(previous), role)
+        cached = self._combined.get(key)
+        if cached is None or cached[0] is not previous:
+            cached = (previous, previous.clone_and_combine(self.groups[role]))
+            self._combined[key] = cached
+        return cached[1]
+
+    def apply_model_wrapper(self, executor, *args, **kwargs):
+        role = role_of_apply_model(args, kwargs)
+        role = role if role in (STRONG, WEAK) else None
+        patcher = getattr(executor.class_obj, "current_patcher", None)
+        if patcher is None:
+            raise RuntimeError("W2SD LoRA fallback: the model has no current patcher (not sampling?)")
+        previous = patcher.current_hooks
+        patcher.apply_hooks(self._group(role, previous))
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            patcher.apply_hooks(previous)
+
+    @staticmethod
+    def outer_sample_wrapper(executor, *args, **kwargs):
+        # ComfyUI picks MinVram (no caching) when conds carry at most one hook group; the roles switch
+        # groups every call, so cache the patched weights per group instead.
+        guider = executor.class_obj
+        guider.model_patcher.hook_mode = comfy.hooks.EnumHookMode.MaxSpeed
+        return executor(*args, **kwargs)
+
+    def weight_bytes(self, model) -> int:
+        sd = model.model.state_dict()
+        total = 0
+        for key in self.patches:
+            t = sd.get(split_key(key)[0])
+            if t is not None:
+                total += t.numel() * t.element_size()
+        return total
