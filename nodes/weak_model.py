@@ -8,19 +8,11 @@ import logging
 import folder_paths
 from comfy_api.latest import io
 
-<<<<<<< HEAD
-from ..w2sd_core.lora_delta import (BiasTerm, ConvGeometry, DenseTerm, LayerDelta, LinearGeometry,
-                                    LoraTerm)
-from . import compat, pairs, validate
-from .roles import PAIR_ATTACHMENT, STRONG, WEAK, role_of
-from .common import schema_extras, CATEGORY
-=======
 from . import pairs, validate
-from .common import CATEGORY
+from .common import CATEGORY, schema_extras
 from .lora_files import keep_while_used, load_lora_file
 from .lora_pair import LoraPair, build_lora_pair
 from .roles import STRONG, WEAK
->>>>>>> main
 
 log = logging.getLogger("w2sd")
 
