@@ -6,7 +6,7 @@
 // the classic canvas and the Vue renderer (Nodes 2.0, which skips onDrawForeground) show it, and it
 // adds nothing to saved workflows or prompts. No network access: everything comes from the graph.
 import { app } from "../../scripts/app.js";
-import { DEFAULT_PLAN, describeRun, reportText } from "./w2sd_cost.js";
+import { DEFAULT_PLAN, describeRun, effectiveSteps, reportText, splitSchedule } from "./w2sd_cost.js";
 
 const EXTENSION = "W2SD.CostDisplay";
 const KSAMPLER = "W2SDReflectiveKSampler";
@@ -28,17 +28,38 @@ function widgetValues(node) {
   return values;
 }
 
-/** The node feeding input `name`, looking through Reroute nodes. */
-function inputNode(node, name) {
+/** { node, slot }: the node and output slot feeding input `name`, looking through Reroute nodes. */
+function inputOrigin(node, name) {
   let current = node;
   let slot = current?.findInputSlot?.(name) ?? -1;
   for (let hops = 0; hops < 8 && current && slot >= 0; hops++) {
     const origin = current.getInputNode(slot);
-    if (!origin || classOf(origin) !== "Reroute") return origin;
+    if (!origin) return null;
+    if (classOf(origin) !== "Reroute") {
+      const link = typeof current.getInputLink === "function" ? current.getInputLink(slot) : null;
+      return { node: origin, slot: link?.origin_slot ?? 0 };
+    }
     current = origin;
     slot = 0;
   }
   return null;
+}
+
+/** { steps, endsAtZero } of the sigmas output `slot` of `node` gives: a scheduler's steps (a node
+ *  with a steps widget), cut by SplitSigmas / SplitSigmasDenoise on the way; null where unknown. */
+function sigmasSchedule(node, slot, depth = 0) {
+  const v = widgetValues(node);
+  if (v.steps !== undefined) return { steps: effectiveSteps(v.steps, v.denoise ?? 1.0), endsAtZero: true };
+  const kind = classOf(node);
+  if (depth > 8 || (kind !== "SplitSigmas" && kind !== "SplitSigmasDenoise")) return null;
+  const up = inputOrigin(node, "sigmas");
+  const schedule = up && sigmasSchedule(up.node, up.slot, depth + 1);
+  return schedule && splitSchedule(kind, schedule, slot, kind === "SplitSigmas" ? v.step : v.denoise);
+}
+
+/** The node feeding input `name`, looking through Reroute nodes. */
+function inputNode(node, name) {
+  return inputOrigin(node, name)?.node ?? null;
 }
 
 /** Nodes fed by this node's first output, looking through Reroute nodes. */
@@ -94,7 +115,8 @@ function kSamplerCost(node) {
 
 /**
  * W2SD Sampler / W2SD Guider live in a SamplerCustomAdvanced graph: the step count is on the node
- * that makes the sigmas (BasicScheduler, KarrasScheduler…), the CFG on the guider, λ on the sampler
+ * that makes the sigmas (BasicScheduler, KarrasScheduler…; SplitSigmas and SplitSigmasDenoise
+ * on the way keep their part of it), the CFG on the guider, λ on the sampler
  * (a plain sampler under a W2SD Guider runs the default plan: off). SamplerCustom (no guider
  * input) has the CFG itself.
  */
@@ -104,21 +126,21 @@ function customCost(node) {
   const sampler = classOf(node) === SAMPLER ? node : consumer && inputNode(consumer, "sampler");
   const guider = classOf(node) === GUIDER ? node
     : consumer && (consumer.findInputSlot("guider") >= 0 ? inputNode(consumer, "guider") : consumer);
-  const sigmas = consumer && inputNode(consumer, "sigmas");
+  const sigmas = consumer && inputOrigin(consumer, "sigmas");
   const s = classOf(sampler) === SAMPLER ? widgetValues(sampler) : DEFAULT_PLAN;
   const g = widgetValues(guider);
   // A W2SD Guider's own strong/weak CFG wins over the sampler's where both are given (not -1).
   const pick = (key) => (g[key] !== undefined && Number(g[key]) !== -1 ? g[key] : s[key]);
-  const sv = sigmas ? widgetValues(sigmas) : {};
   if (!consumer) return { text: "cost: connect a sampling node", detail: "SamplerCustomAdvanced or SamplerCustom" };
-  if (sv.steps === undefined || g.cfg === undefined) {
-    return { text: "cost: connect a scheduler", detail: "a sigmas node with a steps widget, and a guider with a cfg" };
+  const schedule = sigmas && sigmasSchedule(sigmas.node, sigmas.slot);
+  if (!schedule || g.cfg === undefined) {
+    return { text: "cost: connect a scheduler", detail: "a sigmas node with a steps widget (or a split of one), and a guider with a cfg" };
   }
   return describeRun({
-    steps: sv.steps, denoise: sv.denoise ?? 1.0, cfg: g.cfg, strong_cfg: pick("strong_cfg"),
+    steps: schedule.steps, cfg: g.cfg, strong_cfg: pick("strong_cfg"),
     weak_cfg: pick("weak_cfg"), reflect_steps: s.reflect_steps, repeats: s.repeats,
     reflect_end_percent: s.reflect_end_percent, mode: s.mode, guidance: s.guidance,
-  }, { weakSide: hasWeakSide(guider) });
+  }, { weakSide: hasWeakSide(guider), schedule });
 }
 
 /** The estimate a W2SD node shows: { text, detail, cost? }. */

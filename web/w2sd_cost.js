@@ -71,6 +71,38 @@ export function advancedSteps(steps, startAt = 0, endAt = 10000, leftoverNoise =
   return { steps: run, endsAtZero: !cut || leftoverNoise !== "enable" };
 }
 
+/** Python's round(): halves go to the even neighbour. */
+function pyRound(x) {
+  const f = Math.floor(x);
+  const d = x - f;
+  return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
+}
+
+/**
+ * The part of a schedule a sigma-splitting node passes on, sliced as ComfyUI does:
+ * `schedule` { steps, endsAtZero } in, that of output `slot` out, or null for another node.
+ * SplitSigmas (`value` = step): sigmas[:step + 1] (slot 0), sigmas[step:] (slot 1);
+ * SplitSigmasDenoise (`value` = denoise, t = round(steps · denoise)): sigmas[:-t] (0), sigmas[-(t + 1):] (1).
+ */
+export function splitSchedule(kind, schedule, slot, value) {
+  const length = Math.max(0, Math.trunc(Number(schedule.steps)) || 0) + 1;
+  let start = 0;
+  let end = length;
+  if (kind === "SplitSigmas") {
+    const k = Math.max(0, Math.trunc(Number(value)) || 0);
+    if (slot === 0) end = Math.min(k + 1, length);
+    else start = Math.min(k, length);
+  } else if (kind === "SplitSigmasDenoise") {
+    const t = pyRound((length - 1) * Number(value));
+    if (slot === 0) end = t > 0 ? Math.max(0, length - t) : 0;
+    else start = Math.max(0, length - (t + 1));
+  } else {
+    return null;
+  }
+  const n = Math.max(0, end - start);
+  return { steps: Math.max(0, n - 1), endsAtZero: Boolean(schedule.endsAtZero) && end === length };
+}
+
 /** "×2.3": the pass ratio with at most two decimals. */
 export function formatRatio(ratio) {
   return `×${Number(ratio.toFixed(2))}`;
@@ -111,12 +143,13 @@ export function costDetail(cost, { bounded = false, strongCfg, weakCfg, cfgAs = 
  * weak_cfg, reflect_steps, repeats, reflect_end_percent, mode, guidance } (plus start_at_step,
  * end_at_step, return_with_leftover_noise on the Advanced node). `weakSide`: whether something
  * other than the CFG differs between the sides; with nothing different the samplers sample plainly.
+ * `schedule` { steps, endsAtZero }: the sigmas when they come from elsewhere (a split schedule).
  * Returns { cost, lambda, bounded, differs, off, text, detail }.
  */
-export function describeRun(values, { weakSide = true, advanced = false } = {}) {
-  const cut = advanced
+export function describeRun(values, { weakSide = true, advanced = false, schedule = null } = {}) {
+  const cut = schedule ?? (advanced
     ? advancedSteps(values.steps, values.start_at_step, values.end_at_step, values.return_with_leftover_noise)
-    : { steps: effectiveSteps(values.steps, values.denoise ?? 1.0), endsAtZero: true };
+    : { steps: effectiveSteps(values.steps, values.denoise ?? 1.0), endsAtZero: true });
   const steps = cut.steps;
   const cfg = Number(values.cfg ?? 8.0);
   const strongCfg = resolveCfg(values.strong_cfg, cfg);
