@@ -7,7 +7,7 @@ import logging
 from comfy_api.latest import io
 
 from . import compat
-from .common import schema_extras, CATEGORY
+from .common import CATEGORY, schema_extras
 from .moe import LOWEST, TOP_K_WEIGHTS, WEIGHTINGS, Routing, build_expert_pair
 
 log = logging.getLogger("w2sd")

@@ -28,7 +28,7 @@ from comfy_api.latest import io
 
 from ..w2sd_core.guidance import guide
 from . import compat, pairs, roles, validate
-from .common import schema_extras, CATEGORY, cfg_pair_inputs, weak_side_inputs
+from .common import CATEGORY, cfg_pair_inputs, schema_extras, weak_side_inputs
 from .reflecting import ReflectingKSAMPLER, wrap_sampler
 
 log = logging.getLogger("w2sd")

@@ -29,7 +29,7 @@ from comfy_api.latest import io
 from ..w2sd_core import invert
 from . import compat, validate
 from .pairs import is_flow
-from .common import schema_extras, CATEGORY
+from .common import CATEGORY, schema_extras
 
 INVERSION_MODES = ("next", "current")
 

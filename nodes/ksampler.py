@@ -20,8 +20,8 @@ import latent_preview
 from comfy_api.latest import io, ui
 
 from . import compat, pairs, validate
-from .common import (schema_extras, CATEGORY, DEFAULT_END_PERCENT, DEFAULT_GUIDANCE, DEFAULT_INVERSION, DEFAULT_MODE,
-                     DEFAULT_REFLECT_STEPS, DEFAULT_REPEATS, cfg_pair_inputs, mode_inputs, plan_inputs,
+from .common import (CATEGORY, DEFAULT_END_PERCENT, DEFAULT_GUIDANCE, DEFAULT_INVERSION, DEFAULT_MODE,
+                     DEFAULT_REFLECT_STEPS, DEFAULT_REPEATS, cfg_pair_inputs, mode_inputs, plan_inputs, schema_extras,
                      weak_side_inputs)
 from .guider import make_guider
 from .reflecting import check_inversion, make_plan, wrap_sampler

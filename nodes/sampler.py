@@ -4,8 +4,8 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from . import compat, validate
-from .common import (schema_extras, CATEGORY, DEFAULT_END_PERCENT, DEFAULT_GUIDANCE, DEFAULT_MODE, DEFAULT_INVERSION, DEFAULT_REFLECT_STEPS,
-                     DEFAULT_REPEATS, cfg_pair_inputs, mode_inputs, plan_inputs)
+from .common import (CATEGORY, DEFAULT_END_PERCENT, DEFAULT_GUIDANCE, DEFAULT_INVERSION, DEFAULT_MODE,
+                     DEFAULT_REFLECT_STEPS, DEFAULT_REPEATS, cfg_pair_inputs, mode_inputs, plan_inputs, schema_extras)
 from .reflecting import wrap_sampler
 
 
