@@ -396,6 +396,51 @@ async function renderer(page, vue, caption) {
   return seen;
 }
 
+// Template-browser thumbnails (W2SD_THUMBNAILS=<dir>; run_browser makes the JPEGs): the classic
+// canvas alone at zoom 0.7 around the W2SD nodes, every panel, toolbar, minimap and toast hidden,
+// rendered at twice the pixels for a clean downscale.
+async function thumbnails(browser, workflows) {
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 860 }, deviceScaleFactor: 2 })).newPage();
+  await open(page);
+  await page.evaluate(() => app.extensionManager.setting.set('Comfy.VueNodes.Enabled', false));
+  for (const [name, data] of Object.entries(workflows)) {
+    const clip = await page.evaluate(async (data) => {
+      await app.loadGraphData(data, true, true, null, { showMissingNodesDialog: false, showMissingModelsDialog: false });
+      const scale = 0.7, W = 732, H = 492, pad = 20;
+      const th = LiteGraph.NODE_TITLE_HEIGHT;
+      const bbox = (nodes) => nodes.reduce((b, n) => [Math.min(b[0], n.pos[0]), Math.min(b[1], n.pos[1] - th),
+        Math.max(b[2], n.pos[0] + n.size[0]), Math.max(b[3], n.pos[1] + n.size[1])], [Infinity, Infinity, -Infinity, -Infinity]);
+      const all = bbox(app.graph.nodes);
+      // the W2SD sampling node(s) in full, else the pack's other nodes
+      const ours = app.graph.nodes.filter((n) => n.w2sdRefresh);
+      const focus = bbox(ours.length ? ours : app.graph.nodes.filter((n) => String(n.type).startsWith('W2SD')));
+      const w = W / scale, h = H / scale;
+      const place = (lo, hi, f0, f1, size) => Math.max(lo - pad, Math.min((f0 + f1) / 2 - size / 2, hi + pad - size));
+      const left = all[2] - all[0] + 2 * pad <= w ? (all[0] + all[2]) / 2 - w / 2 : place(all[0], all[2], focus[0], focus[2], w);
+      const top = all[3] - all[1] + 2 * pad <= h ? (all[1] + all[3]) / 2 - h / 2 : place(all[1], all[3], focus[1], focus[3], h);
+      const c = app.canvas.canvas.getBoundingClientRect();
+      const x = Math.round(c.left + 16), y = Math.round(c.top + 16);
+      app.canvas.ds.scale = scale;
+      app.canvas.ds.offset = [(x - c.left) / scale - left, (y - c.top) / scale - top];
+      app.canvas.show_info = false;
+      app.canvas.deselectAll?.();
+      app.canvas.setDirty(true, true);
+      for (let i = 0; i < 6; i++) await new Promise((r) => requestAnimationFrame(r));
+      // hide everything but the canvas and the nodes' DOM widgets
+      const keep = [app.canvas.canvas, ...document.querySelectorAll('.dom-widget')];
+      const lineage = new Set();
+      for (const k of keep) for (let e = k; e; e = e.parentElement) lineage.add(e);
+      window.w2sdHidden = [...document.body.querySelectorAll('*')]
+        .filter((el) => !lineage.has(el) && !keep.some((k) => k.contains(el)) && el.style.visibility !== 'hidden');
+      for (const el of window.w2sdHidden) el.style.visibility = 'hidden';
+      for (let i = 0; i < 3; i++) await new Promise((r) => requestAnimationFrame(r));
+      return { x, y, width: W, height: H };
+    }, data);
+    await page.screenshot({ path: `${process.env.W2SD_THUMBNAILS}/${name}.png`, clip });
+    await page.evaluate(() => { for (const el of window.w2sdHidden) el.style.visibility = ''; });
+  }
+}
+
 (async () => {
   const browser = await chromium.launch({
     executablePath: chromiumPath, headless: true,
@@ -430,20 +475,13 @@ async function renderer(page, vue, caption) {
         await app.loadGraphData(data, true, true, null, { showMissingNodesDialog: false, showMissingModelsDialog: false });
         const missing = data.nodes.filter((n) => !(n.type in LiteGraph.registered_node_types)).map((n) => n.type);
         const saved = app.graph.serialize();
+        const th = LiteGraph.NODE_TITLE_HEIGHT;
         return { missing, captions: w2sdCaptions(),
-                 nodes: saved.nodes.map((n) => [n.id, n.type, n.widgets_values?.length ? n.widgets_values : null]) };
+                 nodes: saved.nodes.map((n) => [n.id, n.type, n.widgets_values?.length ? n.widgets_values : null]),
+                 // each node's box as the frontend lays it out (title included), groups apart
+                 boxes: app.graph.nodes.filter((n) => !n.collapsed).map((n) => [n.id, n.type, n.pos[0], n.pos[1] - th,
+                                                                      n.size[0], n.size[1] + th]) };
       }, data);
-      if (process.env.W2SD_THUMBNAILS) {  // template-browser thumbnails: the graph alone, no panels
-        const clip = await page.evaluate(async () => {
-          app.canvas.ds.scale = 0.5; app.canvas.ds.offset = [40, 60]; app.canvas.setDirty(true, true);
-          await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
-          const c = app.canvas.canvas.getBoundingClientRect();
-          const menu = document.querySelector('.comfyui-body-top, .comfyui-menu, .actionbar')?.getBoundingClientRect();
-          const top = Math.max(c.top, menu ? menu.bottom : 0) + 40;
-          return { x: c.left + 60, y: top, width: 976, height: 656 };
-        });
-        await page.screenshot({ path: `${process.env.W2SD_THUMBNAILS}/${name}.png`, clip });
-      }
     }
     mark('workflows');
     if (out.hasVue) {
@@ -456,6 +494,7 @@ async function renderer(page, vue, caption) {
       await page.evaluate(() => app.extensionManager.setting.set('Comfy.VueNodes.Enabled', false));
       mark('vue');
     }
+    if (process.env.W2SD_THUMBNAILS) await thumbnails(browser, JSON.parse(fs.readFileSync(workflowsJson, 'utf8')));
   } finally {
     await browser.close();
   }
@@ -630,6 +669,11 @@ def run_browser(tmp_path, root):
         thumbs = {name: _status(server.url(f"/api/workflow_templates/{comfy_support.ComfyServer.PACK_LINK}/"
                                            f"{urllib.parse.quote(name)}.jpg")) for name in workflows}
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    if os.environ.get("W2SD_THUMBNAILS"):   # the template browser's <workflow>.jpg, 488 x 328
+        from PIL import Image
+        for png in pathlib.Path(os.environ["W2SD_THUMBNAILS"]).glob("*.png"):
+            with Image.open(png) as image:
+                image.convert("RGB").resize((488, 328), Image.LANCZOS).save(png.with_suffix(".jpg"), quality=88)
     (shots / f"w2sd_{tag}_seen.json").write_text(json.dumps(seen, indent=1), encoding="utf-8")
     return seen, workflows, templates, history, thumbs
 
@@ -755,6 +799,10 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
         assert len(got["captions"]) == sum(n["type"] in shows_cost for n in data["nodes"]), name
         for caption in got["captions"]:
             assert caption["text"] and "unavailable" not in caption["text"] and "connect" not in caption["text"], (name, caption)
+        boxes = got["boxes"]
+        overlaps = [(a[:2], b[:2]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+                    if a[2] < b[2] + b[4] and b[2] < a[2] + a[4] and a[3] < b[3] + b[5] and b[3] < a[3] + a[5]]
+        assert not overlaps, f"{name}: nodes overlap as laid out in the frontend: {overlaps}"
         if name.startswith("W2SD 10 "):   # 20 steps split at 10: W2SD on the high part, leftover noise
             for caption in got["captions"]:
                 check_text(caption["text"], run_cost(10, 5, 3.5, 3.5, 1.0), False, where=f"{name}: SplitSigmas")
