@@ -15,3 +15,11 @@ if ! [ -f "$dir/node_modules/playwright-core/package.json" ]; then
     npm install --no-audit --no-fund --silent playwright-core@1.65.1 >/dev/null 2>&1 \
         || { echo "!! playwright-core could not be installed"; exit 1; }
 fi
+# A newer frontend than the releases pin, from PyPI, served with --front-end-root by the browser test.
+frontend=1.58.1
+static="$dir/frontend-$frontend/comfyui_frontend_package/static"
+if ! [ -f "$static/index.html" ]; then
+    python -m pip download -q --no-deps "comfyui-frontend-package==$frontend" -d "$dir/wheels" >/dev/null 2>&1 \
+        && python -m zipfile -e "$dir/wheels/comfyui_frontend_package-$frontend-py3-none-any.whl" "$dir/frontend-$frontend" \
+        || { echo "!! comfyui-frontend-package $frontend could not be downloaded"; exit 1; }
+fi

@@ -80,3 +80,18 @@ def weak_side_inputs() -> list:
         io.Conditioning.Input("weak_negative", optional=True,
                               tooltip="Negative conditioning of the weak pass. Empty = negative."),
     ]
+
+
+#: Words users search for. Only newer ComfyUI's io.Schema has search_aliases (0.3.64/0.8.0 do not).
+SEARCH_ALIASES = ["w2sd", "reflection", "weak to strong", "weak-to-strong", "z-sampling", "autoguidance"]
+
+
+def schema_extras(*extra: str) -> dict:
+    """io.Schema keyword arguments this ComfyUI accepts beyond the 0.3.64 ones: {"search_aliases":
+    [...]} where io.Schema has the field, else {} (an unknown keyword would fail the node)."""
+    import inspect
+    try:
+        accepted = "search_aliases" in inspect.signature(io.Schema).parameters
+    except (TypeError, ValueError):
+        accepted = False
+    return {"search_aliases": [*SEARCH_ALIASES, *extra]} if accepted else {}

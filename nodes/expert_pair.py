@@ -7,7 +7,7 @@ import logging
 from comfy_api.latest import io
 
 from . import compat
-from .common import CATEGORY
+from .common import CATEGORY, schema_extras
 from .moe import LOWEST, TOP_K_WEIGHTS, WEIGHTINGS, Routing, build_expert_pair
 
 log = logging.getLogger("w2sd")
@@ -20,6 +20,7 @@ class W2SDExpertPairBuilder(io.ComfyNode):
             node_id="W2SDExpertPairBuilder",
             display_name="W2SD Expert Pair (MoE)",
             category=CATEGORY,
+            **schema_extras("moe", "experts"),
             description=("Builds a weak/strong pair from one mixture-of-experts model (HiDream, Hunyuan3D "
                          "2.1): on weak reflection passes every routed layer sends each token to worse "
                          "experts than its gate picks; normal steps and strong passes are the model "

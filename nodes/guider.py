@@ -28,7 +28,7 @@ from comfy_api.latest import io
 
 from ..w2sd_core.guidance import guide
 from . import compat, pairs, roles, validate
-from .common import CATEGORY, cfg_pair_inputs, weak_side_inputs
+from .common import CATEGORY, cfg_pair_inputs, schema_extras, weak_side_inputs
 from .reflecting import ReflectingKSAMPLER, wrap_sampler
 
 log = logging.getLogger("w2sd")
@@ -329,6 +329,7 @@ class W2SDGuiderNode(io.ComfyNode):
             node_id="W2SDGuider",
             display_name="W2SD Guider",
             category=CATEGORY,
+            **schema_extras(),
             description=("A CFG guider with a weak side for W2SD reflection: a weak model (second "
                          "checkpoint), a weak prompt and/or a weak CFG. Normal steps are exactly the CFG "
                          "Guider's. Use with W2SD Sampler (a plain sampler reflects with the default "

@@ -29,7 +29,7 @@ from comfy_api.latest import io
 from ..w2sd_core import invert
 from . import compat, validate
 from .pairs import is_flow
-from .common import CATEGORY
+from .common import CATEGORY, schema_extras
 
 INVERSION_MODES = ("next", "current")
 
@@ -96,6 +96,7 @@ class W2SDInversionStep(io.ComfyNode):
             node_id="W2SDInversionStep",
             display_name="W2SD Inversion Step",
             category=CATEGORY,
+            **schema_extras("inversion"),
             description=(
                 "Deterministic inversion (DDIM / flow-Euler inversion) of a latent from the lowest to "
                 "the highest sigma of a schedule segment, with the model's own predictions. Re-sampling "

@@ -21,7 +21,7 @@ from comfy_api.latest import io, ui
 
 from . import compat, pairs, validate
 from .common import (CATEGORY, DEFAULT_END_PERCENT, DEFAULT_GUIDANCE, DEFAULT_INVERSION, DEFAULT_MODE,
-                     DEFAULT_REFLECT_STEPS, DEFAULT_REPEATS, cfg_pair_inputs, mode_inputs, plan_inputs,
+                     DEFAULT_REFLECT_STEPS, DEFAULT_REPEATS, cfg_pair_inputs, mode_inputs, plan_inputs, schema_extras,
                      weak_side_inputs)
 from .guider import make_guider
 from .reflecting import check_inversion, make_plan, wrap_sampler
@@ -99,8 +99,30 @@ def report_text(report) -> str:
     return report.text() if report is not None else "W2SD: nothing sampled"
 
 
+def report_numbers(report) -> dict:
+    """The run's true cost as plain numbers (web/w2sd.js formats them)."""
+    cost = report.cost if report is not None else None
+    if cost is None:
+        return {"steps": 0, "reflections": 0, "guided": 0, "evaluations": 0, "passes": 0, "plain_passes": 0,
+                "skipped": (report.skipped if report is not None else None) or "nothing sampled"}
+    return {"steps": cost.steps, "reflections": cost.reflections, "guided": cost.guided,
+            "evaluations": cost.evaluations, "passes": cost.passes, "plain_passes": cost.plain_passes,
+            "skipped": report.skipped}
+
+
+class ReportUI(ui.PreviewText):
+    """The run report: "text" for any reader of the history, "w2sd" the numbers the node shows."""
+
+    def __init__(self, report):
+        super().__init__(report_text(report))
+        self.numbers = report_numbers(report)
+
+    def as_dict(self) -> dict:
+        return {**super().as_dict(), "w2sd": [self.numbers]}
+
+
 def _output(out, report) -> io.NodeOutput:
-    return io.NodeOutput(out, ui=ui.PreviewText(report_text(report)))
+    return io.NodeOutput(out, ui=ReportUI(report))
 
 
 def _seed_input(name: str):
@@ -140,6 +162,7 @@ class W2SDReflectiveKSampler(io.ComfyNode):
             node_id="W2SDReflectiveKSampler",
             display_name="W2SD Reflective KSampler",
             category=CATEGORY,
+            **schema_extras(),
             description=("KSampler with W2SD (Weak-to-Strong Diffusion with Reflection): before each "
                          "reflected step the latent goes one step down with the strong side and back up "
                          "with the weak side (a weak model, a weak prompt or a weak CFG), then the normal "
@@ -173,6 +196,7 @@ class W2SDReflectiveKSamplerAdvanced(io.ComfyNode):
             node_id="W2SDReflectiveKSamplerAdvanced",
             display_name="W2SD Reflective KSampler (Advanced)",
             category=CATEGORY,
+            **schema_extras(),
             description=("KSampler (Advanced) with W2SD: add_noise, start/end steps and leftover noise "
                          "as there, so a split schedule (e.g. Wan 2.2's high-noise and low-noise experts) "
                          "can reflect or guide in either part. The plan counts the steps this node runs. "

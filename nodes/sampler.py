@@ -4,8 +4,8 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from . import compat, validate
-from .common import (CATEGORY, DEFAULT_END_PERCENT, DEFAULT_GUIDANCE, DEFAULT_MODE, DEFAULT_INVERSION, DEFAULT_REFLECT_STEPS,
-                     DEFAULT_REPEATS, cfg_pair_inputs, mode_inputs, plan_inputs)
+from .common import (CATEGORY, DEFAULT_END_PERCENT, DEFAULT_GUIDANCE, DEFAULT_INVERSION, DEFAULT_MODE,
+                     DEFAULT_REFLECT_STEPS, DEFAULT_REPEATS, cfg_pair_inputs, mode_inputs, plan_inputs, schema_extras)
 from .reflecting import wrap_sampler
 
 
@@ -16,6 +16,7 @@ class W2SDSampler(io.ComfyNode):
             node_id="W2SDSampler",
             display_name="W2SD Sampler",
             category=CATEGORY,
+            **schema_extras(),
             description=("Wraps any sampler with W2SD reflection for SamplerCustomAdvanced: before each "
                          "reflected step the latent goes one step down with the strong side and back up "
                          "with the weak side. Use it with W2SD Guider (weak model / weak prompt), or "

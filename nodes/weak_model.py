@@ -9,7 +9,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from . import pairs, validate
-from .common import CATEGORY
+from .common import CATEGORY, schema_extras
 from .lora_files import keep_while_used, load_lora_file
 from .lora_pair import LoraPair, build_lora_pair
 from .roles import STRONG, WEAK
@@ -92,6 +92,7 @@ class W2SDWeakModelBuilder(io.ComfyNode):
             node_id="W2SDWeakModelBuilder",
             display_name="W2SD Weak Model Builder",
             category=CATEGORY,
+            **schema_extras("lora"),
             description=(
                 "Builds the weak/strong pair for W2SD reflection. LoRA mode: fuses the LoRA into the model at "
                 "final_strength and adds the strong/weak strength differences only on reflection passes, in "

@@ -89,3 +89,30 @@ def test_reflect_steps_zero_follows_this_comfyuis_ksampler_latent_handling(comfy
                        latent, 1.0, reflect_steps=0).args[0]
     assert seen == [(8, 4)]
     assert set(out) == {"samples"}
+
+
+def test_search_aliases_only_where_io_schema_takes_them(comfy, monkeypatch):
+    """schema_extras() gives search_aliases exactly when this ComfyUI's io.Schema has the field
+    (newer ComfyUI), and every W2SD schema then carries them."""
+    import dataclasses
+    import inspect
+
+    common = cs.pack_module("nodes.common")
+    has_field = "search_aliases" in inspect.signature(common.io.Schema).parameters
+    assert bool(common.schema_extras()) == has_field
+    for node_id in ("W2SDReflectiveKSampler", "W2SDReflectiveKSamplerAdvanced", "W2SDSampler", "W2SDGuider",
+                    "W2SDWeakModelBuilder", "W2SDInversionStep", "W2SDExpertPairBuilder"):
+        schema = cs.node_class(node_id).define_schema()
+        assert (getattr(schema, "search_aliases", None) or []) == (common.schema_extras()["search_aliases"]
+                                                                   if has_field else []) or \
+            set(common.SEARCH_ALIASES) <= set(schema.search_aliases), node_id
+
+    @dataclasses.dataclass
+    class NewerSchema:   # a newer io.Schema: the same fields plus search_aliases
+        node_id: str
+        search_aliases: list = dataclasses.field(default_factory=list)
+
+    monkeypatch.setattr(common.io, "Schema", NewerSchema)
+    extras = common.schema_extras("moe")
+    assert {"weak to strong", "z-sampling", "reflection", "w2sd", "autoguidance", "moe"} <= set(extras["search_aliases"])
+    assert NewerSchema(node_id="x", **extras).search_aliases == extras["search_aliases"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 
 import pytest
 
@@ -220,10 +221,40 @@ def note_text(data: dict) -> str:
 
 def test_there_is_a_workflow_per_pair_type():
     assert len(WORKFLOWS) >= 9, [p.name for p in WORKFLOWS]
-    kinds = {"two_checkpoints", "lora", "zsampling", "prompt", "controlnet", "flux", "building_blocks",
-             "inversion", "equal_compute", "wan22", "moe_expert", "model_patch"}
+    kinds = {"Two checkpoints", "LoRA", "Z-Sampling", "Prompt", "ControlNet", "Flux", "Building blocks",
+             "Inversion", "Equal-compute", "Wan 2.2", "MoE", "Model-patch"}
     missing = {k for k in kinds if not any(k in p.stem for p in WORKFLOWS)}
     assert not missing, f"no workflow for {missing}"
+
+
+def test_template_browser_titles_sort_and_thumbnails():
+    """The template browser titles custom workflows by file name, lists them in the server's order
+    and asks for <name>.jpg beside each: readable numbered names and one JPEG each."""
+    for path in WORKFLOWS:
+        assert re.fullmatch(r"W2SD \d\d - [A-Z][\w .,()+-]+", path.stem), path.name
+        thumb = path.with_suffix(".jpg")
+        assert thumb.is_file(), f"no thumbnail {thumb.name}"
+        assert thumb.read_bytes()[:3] == b"\xff\xd8\xff", f"{thumb.name} is not a JPEG"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=WORKFLOW_IDS)
+def test_every_model_file_carries_download_info(path):
+    """Like ComfyUI's own templates: each loader node lists the files it names in
+    properties.models (name, url, directory), so the frontend offers the download."""
+    data = load(path)
+    for node in data["nodes"]:
+        named = [v for v in node.get("widgets_values") or []
+                 if isinstance(v, str) and v.endswith((".safetensors", ".pth", ".ckpt"))]
+        models = {m["name"]: m for m in node.get("properties", {}).get("models", [])}
+        for name in named:
+            if name.startswith("your_"):
+                continue  # the user's own file: nothing to download
+            assert name in models, f"{path.name}: node {node['id']} names {name} without download info"
+            m = models[name]
+            assert m["url"].startswith("https://huggingface.co/") and "/resolve/" in m["url"], m
+            assert m["url"].split("?")[0].endswith("/" + name), f"the url must fetch {name}: {m['url']}"
+            assert m["directory"] in {"checkpoints", "loras", "diffusion_models", "text_encoders", "vae",
+                                      "controlnet"}, m
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=WORKFLOW_IDS)
@@ -332,7 +363,7 @@ def _workflow(stem_part) -> tuple[Graph, str]:
 
 
 def test_two_checkpoints_workflow():
-    g, text = _workflow("two_checkpoints")
+    g, text = _workflow("Two checkpoints")
     builder = g.one("W2SDWeakModelBuilder")
     sampler = g.one("W2SDReflectiveKSampler")
     strong, _ = g.source(builder, "model")
@@ -349,7 +380,7 @@ def test_two_checkpoints_workflow():
     assert widgets(weak)["ckpt_name"] in text and widgets(strong)["ckpt_name"] in text
 
 
-@pytest.mark.parametrize("stem_part", ["sdxl_lora", "flux_lora"])
+@pytest.mark.parametrize("stem_part", ["LoRA at two strengths (SDXL)", "LoRA at two strengths (Flux)"])
 def test_lora_delta_workflows_use_the_official_strengths(stem_part):
     g, text = _workflow(stem_part)
     builder = g.one("W2SDWeakModelBuilder")
@@ -369,7 +400,7 @@ def test_lora_delta_workflows_use_the_official_strengths(stem_part):
 
 
 def test_zsampling_workflow_is_the_cfg_pair():
-    g, text = _workflow("zsampling")
+    g, text = _workflow("Z-Sampling")
     sampler = g.one("W2SDReflectiveKSampler")
     w = widgets(sampler)
     assert (w["strong_cfg"], w["weak_cfg"]) == (5.5, 1.0)
@@ -379,7 +410,7 @@ def test_zsampling_workflow_is_the_cfg_pair():
 
 
 def test_prompt_difference_workflow():
-    g, _ = _workflow("prompt_difference")
+    g, _ = _workflow("Prompt difference")
     sampler = g.one("W2SDReflectiveKSampler")
     strong, _ = g.source(sampler, "positive")
     weak, _ = g.source(sampler, "weak_positive")
@@ -390,7 +421,7 @@ def test_prompt_difference_workflow():
 
 
 def test_controlnet_workflow_applies_it_to_the_strong_side_only():
-    g, text = _workflow("controlnet")
+    g, text = _workflow("ControlNet")
     assert not g.of_type("ControlNetApply"), "the legacy node leaks into the weak conds"
     apply = g.one("ControlNetApplyAdvanced")
     sampler = g.one("W2SDReflectiveKSampler")
@@ -404,7 +435,7 @@ def test_controlnet_workflow_applies_it_to_the_strong_side_only():
 
 
 def test_flux_workflow():
-    g, text = _workflow("flux")
+    g, text = _workflow("(Flux)")
     sampler = g.one("W2SDReflectiveKSampler")
     w = widgets(sampler)
     assert w["cfg"] == 1.0 and w["strong_cfg"] in (-1, 1.0) and w["weak_cfg"] in (-1, 1.0)
@@ -416,7 +447,7 @@ def test_flux_workflow():
 
 
 def test_building_blocks_workflow():
-    g, _ = _workflow("building_blocks")
+    g, _ = _workflow("Building blocks")
     sca = g.one("SamplerCustomAdvanced")
     assert g.source(sca, "guider")[0]["type"] == "W2SDGuider"
     sampler, _ = g.source(sca, "sampler")
@@ -427,7 +458,7 @@ def test_building_blocks_workflow():
 
 
 def test_inversion_workflow_resamples_from_the_inverted_level():
-    g, _ = _workflow("inversion")
+    g, _ = _workflow("Inversion Step")
     inv = g.one("W2SDInversionStep")
     split, slot = g.source(inv, "sigmas")
     assert split["type"] == "SplitSigmas" and slot == 1, "invert the low part (low_sigmas)"
@@ -446,7 +477,7 @@ def test_inversion_workflow_resamples_from_the_inverted_level():
 
 def test_equal_compute_ab_workflow():
     from w2sd_core import run_cost  # the pack's own cost arithmetic
-    g, text = _workflow("equal_compute")
+    g, text = _workflow("Equal-compute")
     plain = widgets(g.one("KSampler"))
     w2 = widgets(g.one("W2SDReflectiveKSampler"))
     assert plain["steps"] == 50 and w2["steps"] == 25 and w2["reflect_steps"] == 12
@@ -466,7 +497,7 @@ def test_equal_compute_ab_workflow():
 def test_wan22_workflow_reflects_the_high_noise_expert_only():
     """ComfyUI's Wan 2.2 template chain: the high-noise expert samples the first half (here from W2SD
     building blocks on SplitSigmas' high part), the low-noise expert finishes from the same step."""
-    g, text = _workflow("wan22")
+    g, text = _workflow("Wan 2.2")
     high, low = g.one("SamplerCustomAdvanced"), g.one("KSamplerAdvanced")
     guider, _ = g.source(high, "guider")
     assert guider["type"] == "W2SDGuider" and g.source(high, "sampler")[0]["type"] == "W2SDSampler"
@@ -490,7 +521,7 @@ def test_wan22_workflow_reflects_the_high_noise_expert_only():
 
 
 def test_moe_expert_workflow_routes_the_weak_side_to_worse_experts():
-    g, text = _workflow("moe_expert")
+    g, text = _workflow("MoE expert")
     builder, sampler = g.one("W2SDExpertPairBuilder"), g.one("W2SDReflectiveKSampler")
     assert g.source(sampler, "model") == (builder, 0) and g.source(sampler, "weak_model") is None
     assert "hidream" in widgets(g.one("UNETLoader"))["unet_name"]
@@ -500,7 +531,7 @@ def test_moe_expert_workflow_routes_the_weak_side_to_worse_experts():
 
 
 def test_model_patch_workflow_pairs_one_checkpoint_with_and_without_a_patch():
-    g, text = _workflow("model_patch")
+    g, text = _workflow("Model-patch")
     sampler, patch = g.one("W2SDReflectiveKSampler"), g.one("FreeU_V2")
     loader = g.one("CheckpointLoaderSimple")
     assert g.source(sampler, "model") == (patch, 0)

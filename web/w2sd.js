@@ -1,19 +1,21 @@
-// ComfyUI frontend extension of the W2SD pack: shows, live as widgets change, what a run costs.
+// ComfyUI frontend extension of the W2SD pack: shows on each W2SD node, live as the graph changes,
+// what a run costs, and after a Reflective KSampler run what it really did.
 //
 // Reflection adds a strong and a weak model evaluation per reflected step, so a W2SD run is
-// T + 2λ evaluations instead of T. The W2SD nodes show that count, and the ratio of model passes to
-// a plain run (a pass at CFG 1 is half an evaluation at CFG != 1), in a caption drawn under the
-// node. The caption is drawn, not a widget: it adds nothing to saved workflows or prompts.
-// No network access: everything is computed from widget values and the graph's links.
+// T + 2λ evaluations instead of T. The line sits in a DOM widget that is never serialised: both
+// the classic canvas and the Vue renderer (Nodes 2.0, which skips onDrawForeground) show it, and it
+// adds nothing to saved workflows or prompts. No network access: everything comes from the graph.
 import { app } from "../../scripts/app.js";
-import { describeRun, passesPerEvaluation, resolveCfg } from "./w2sd_cost.js";
+import { DEFAULT_PLAN, describeRun, effectiveSteps, reportText, splitSchedule } from "./w2sd_cost.js";
 
 const EXTENSION = "W2SD.CostDisplay";
 const KSAMPLER = "W2SDReflectiveKSampler";
+const KSAMPLER_ADVANCED = "W2SDReflectiveKSamplerAdvanced";
 const SAMPLER = "W2SDSampler";
 const GUIDER = "W2SDGuider";
 const BUILDER = "W2SDWeakModelBuilder";
-const NODES = new Set([KSAMPLER, SAMPLER, GUIDER]);
+const EXPERTS = "W2SDExpertPairBuilder";
+const NODES = new Set([KSAMPLER, KSAMPLER_ADVANCED, SAMPLER, GUIDER]);
 
 const classOf = (node) => node?.comfyClass ?? node?.type;
 
@@ -26,17 +28,38 @@ function widgetValues(node) {
   return values;
 }
 
-/** The node feeding input `name`, looking through Reroute nodes. */
-function inputNode(node, name) {
+/** { node, slot }: the node and output slot feeding input `name`, looking through Reroute nodes. */
+function inputOrigin(node, name) {
   let current = node;
   let slot = current?.findInputSlot?.(name) ?? -1;
   for (let hops = 0; hops < 8 && current && slot >= 0; hops++) {
     const origin = current.getInputNode(slot);
-    if (!origin || classOf(origin) !== "Reroute") return origin;
+    if (!origin) return null;
+    if (classOf(origin) !== "Reroute") {
+      const link = typeof current.getInputLink === "function" ? current.getInputLink(slot) : null;
+      return { node: origin, slot: link?.origin_slot ?? 0 };
+    }
     current = origin;
     slot = 0;
   }
   return null;
+}
+
+/** { steps, endsAtZero } of the sigmas output `slot` of `node` gives: a scheduler's steps (a node
+ *  with a steps widget), cut by SplitSigmas / SplitSigmasDenoise on the way; null where unknown. */
+function sigmasSchedule(node, slot, depth = 0) {
+  const v = widgetValues(node);
+  if (v.steps !== undefined) return { steps: effectiveSteps(v.steps, v.denoise ?? 1.0), endsAtZero: true };
+  const kind = classOf(node);
+  if (depth > 8 || (kind !== "SplitSigmas" && kind !== "SplitSigmasDenoise")) return null;
+  const up = inputOrigin(node, "sigmas");
+  const schedule = up && sigmasSchedule(up.node, up.slot, depth + 1);
+  return schedule && splitSchedule(kind, schedule, slot, kind === "SplitSigmas" ? v.step : v.denoise);
+}
+
+/** The node feeding input `name`, looking through Reroute nodes. */
+function inputNode(node, name) {
+  return inputOrigin(node, name)?.node ?? null;
 }
 
 /** Nodes fed by this node's first output, looking through Reroute nodes. */
@@ -49,13 +72,18 @@ function outputNodes(node, depth = 0) {
   return found;
 }
 
-function isLinked(node, name) {
-  const slot = node?.findInputSlot?.(name) ?? -1;
-  return slot >= 0 && node.inputs[slot]?.link != null;
+/** Whether input `slot` has a link: the frontend's connectivity API, `input.link` only where it lacks one. */
+function connected(node, slot) {
+  if (slot < 0 || !node?.inputs?.[slot]) return false;
+  return typeof node.isInputConnected === "function" ? node.isInputConnected(slot) : node.inputs[slot].link != null;
 }
 
-/** Whether the MODEL reaching `node.model` comes out of a W2SD Weak Model Builder in LoRA mode (its
- *  model then carries the strong/weak pair), looking upstream through any MODEL-to-MODEL nodes. */
+function isLinked(node, name) {
+  return connected(node, node?.findInputSlot?.(name) ?? -1);
+}
+
+/** Whether the MODEL reaching `node.model` carries a strong/weak pair: it comes out of a W2SD Weak
+ *  Model Builder in LoRA mode or a W2SD Expert Pair, looking upstream through MODEL-to-MODEL nodes. */
 function modelCarriesPair(node) {
   const seen = new Set();
   const todo = [inputNode(node, "model")];
@@ -63,13 +91,14 @@ function modelCarriesPair(node) {
     const current = todo.pop();
     if (!current || seen.has(current.id)) continue;
     seen.add(current.id);
+    if (classOf(current) === EXPERTS) return true;
     if (classOf(current) === BUILDER) {
       const lora = widgetValues(current).lora_name;
       if (lora && lora !== "None") return true;
     }
-    for (const input of current.inputs ?? []) {
-      if (input.type === "MODEL" && input.link != null) todo.push(current.getInputNode(current.inputs.indexOf(input)));
-    }
+    (current.inputs ?? []).forEach((input, slot) => {
+      if (input.type === "MODEL" && connected(current, slot)) todo.push(current.getInputNode(slot));
+    });
   }
   return false;
 }
@@ -81,14 +110,15 @@ function hasWeakSide(node) {
 }
 
 function kSamplerCost(node) {
-  return describeRun(widgetValues(node), { weakSide: hasWeakSide(node) });
+  return describeRun(widgetValues(node), { weakSide: hasWeakSide(node), advanced: classOf(node) === KSAMPLER_ADVANCED });
 }
 
 /**
  * W2SD Sampler / W2SD Guider live in a SamplerCustomAdvanced graph: the step count is on the node
- * that makes the sigmas (BasicScheduler, KarrasScheduler…), the CFG on the guider, λ on the sampler.
- * Follow the links to SamplerCustomAdvanced and read what is there. SamplerCustom (no guider input)
- * has the CFG and the model itself.
+ * that makes the sigmas (BasicScheduler, KarrasScheduler…; SplitSigmas and SplitSigmasDenoise
+ * on the way keep their part of it), the CFG on the guider, λ on the sampler
+ * (a plain sampler under a W2SD Guider runs the default plan: off). SamplerCustom (no guider
+ * input) has the CFG itself.
  */
 function customCost(node) {
   const consumer = outputNodes(node).find((n) => n.findInputSlot?.("sigmas") >= 0
@@ -96,103 +126,113 @@ function customCost(node) {
   const sampler = classOf(node) === SAMPLER ? node : consumer && inputNode(consumer, "sampler");
   const guider = classOf(node) === GUIDER ? node
     : consumer && (consumer.findInputSlot("guider") >= 0 ? inputNode(consumer, "guider") : consumer);
-  const sigmas = consumer && inputNode(consumer, "sigmas");
-
-  const s = classOf(sampler) === SAMPLER ? widgetValues(sampler) : null;
-  if (!s) {
-    return { lines: ["W2SD Guider: reflects only with a W2SD Sampler", "(SamplerCustomAdvanced's sampler input)"] };
-  }
+  const sigmas = consumer && inputOrigin(consumer, "sigmas");
+  const s = classOf(sampler) === SAMPLER ? widgetValues(sampler) : DEFAULT_PLAN;
   const g = widgetValues(guider);
-  const hasCfg = guider && g.cfg !== undefined;
-  const cfg = hasCfg ? Number(g.cfg) : undefined;
   // A W2SD Guider's own strong/weak CFG wins over the sampler's where both are given (not -1).
   const pick = (key) => (g[key] !== undefined && Number(g[key]) !== -1 ? g[key] : s[key]);
-  const sv = sigmas ? widgetValues(sigmas) : {};
-  const steps = sv.steps;
-
-  if (steps !== undefined && hasCfg) {
-    return describeRun({
-      steps, denoise: sv.denoise ?? 1.0, cfg, strong_cfg: pick("strong_cfg"), weak_cfg: pick("weak_cfg"),
-      reflect_steps: s.reflect_steps, repeats: s.repeats, reflect_end_percent: s.reflect_end_percent,
-    }, { weakSide: hasWeakSide(guider) });
+  if (!consumer) return { text: "cost: connect a sampling node", detail: "SamplerCustomAdvanced or SamplerCustom" };
+  const schedule = sigmas && sigmasSchedule(sigmas.node, sigmas.slot);
+  if (!schedule || g.cfg === undefined) {
+    return { text: "cost: connect a scheduler", detail: "a sigmas node with a steps widget (or a split of one), and a guider with a cfg" };
   }
-  // Unknown schedule length or CFG: say what each reflection costs instead.
-  const repeats = Math.max(1, Math.trunc(Number(s.repeats ?? 1)) || 1);
-  const lambda = Number(s.reflect_steps ?? -1);
-  const lambdaText = lambda === -1 ? "T − 1" : String(lambda);
-  const bounded = Number(s.reflect_end_percent ?? 1) < 1 ? "≤ " : "";
-  const head = `W2SD: T + 2·${bounded}${lambdaText}${repeats > 1 ? `×${repeats}` : ""} model evaluations`;
-  if (!hasCfg) return { lines: [head, "(connect a scheduler and a CFG guider for the totals)"] };
-  const strong = passesPerEvaluation(resolveCfg(pick("strong_cfg"), cfg));
-  const weak = passesPerEvaluation(resolveCfg(pick("weak_cfg"), cfg));
-  return { lines: [head, `each reflection: ${strong} + ${weak} passes (a plain step: ${passesPerEvaluation(cfg)})`] };
+  return describeRun({
+    steps: schedule.steps, cfg: g.cfg, strong_cfg: pick("strong_cfg"),
+    weak_cfg: pick("weak_cfg"), reflect_steps: s.reflect_steps, repeats: s.repeats,
+    reflect_end_percent: s.reflect_end_percent, mode: s.mode, guidance: s.guidance,
+  }, { weakSide: hasWeakSide(guider), schedule });
 }
 
-/** The cost a W2SD node shows: { lines: [string, string], cost?, lambda?, bounded? }. */
+/** The estimate a W2SD node shows: { text, detail, cost? }. */
 export function nodeCost(node) {
   try {
-    return classOf(node) === KSAMPLER ? kSamplerCost(node) : customCost(node);
+    return [KSAMPLER, KSAMPLER_ADVANCED].includes(classOf(node)) ? kSamplerCost(node) : customCost(node);
   } catch (error) {
-    // A half-built graph (node being created or removed) must never break canvas drawing.
-    return { lines: ["W2SD: cost unavailable", String(error?.message ?? error)] };
+    // A half-built graph (node being created or removed) must never break the page.
+    return { text: "cost unavailable", detail: String(error?.message ?? error) };
   }
 }
 
-const FONT_SIZE = 12;
-const LINE = 15;
-const PAD = 5;
+const CAPTION = "w2sd_cost";
 
-function drawCaption(node, ctx, lines) {
-  ctx.save();
-  ctx.font = `${FONT_SIZE}px Arial, sans-serif`;
-  const width = Math.max(...lines.map((l) => ctx.measureText(l).width)) + 2 * PAD;
-  const height = lines.length * LINE + PAD;
-  const y = node.size[1] + 6;
-  ctx.fillStyle = "rgba(20, 24, 32, 0.85)";
-  ctx.beginPath();
-  if (ctx.roundRect) ctx.roundRect(0, y, width, height, 4);
-  else ctx.rect(0, y, width, height);
-  ctx.fill();
-  ctx.fillStyle = "#cfe3ff";
-  ctx.textAlign = "left";
-  ctx.textBaseline = "alphabetic";
-  lines.forEach((line, i) => ctx.fillText(line, PAD, y + (i + 1) * LINE - 2));
-  ctx.restore();
+/** The caption: a DOM widget both renderers show; never serialised, never part of a prompt. */
+function addCaption(node) {
+  if (typeof node.addDOMWidget !== "function") return null;
+  const element = document.createElement("div");
+  element.className = "w2sd-cost";
+  element.style.cssText = "box-sizing:border-box;width:100%;height:20px;padding:2px 6px;overflow:hidden;"
+    + "white-space:nowrap;text-overflow:ellipsis;font:12px/16px Arial,sans-serif;border-radius:4px;"
+    + "background:rgba(20,24,32,0.85);color:#cfe3ff;pointer-events:auto";
+  const widget = node.addDOMWidget(CAPTION, CAPTION, element, {
+    serialize: false, hideOnZoom: false, getValue: () => undefined, setValue: () => {},
+    getMinHeight: () => 22, getMaxHeight: () => 22, getHeight: () => 22,
+  });
+  widget.serialize = false; // LiteGraph's own check when saving widgets_values
+  return element;
+}
+
+/** Recompute and show the estimate, or the last run's report while the estimate is unchanged. */
+function refresh(node) {
+  if (!node.graph) return node.w2sdShown;  // not in a graph yet (being created or removed)
+  const estimate = nodeCost(node);
+  const key = `${estimate.text}\n${estimate.detail}`;
+  if (node.w2sdReport && node.w2sdReport.key !== key) node.w2sdReport = null;  // inputs changed
+  const shown = node.w2sdReport ?? { text: estimate.text, detail: estimate.detail };
+  node.w2sdShown = { text: shown.text, detail: shown.detail, estimate: estimate.text, report: Boolean(node.w2sdReport) };
+  const element = node.w2sdElement;
+  if (element && (element.textContent !== shown.text || element.title !== shown.detail)) {
+    element.textContent = shown.text;
+    element.title = shown.detail;
+    element.style.color = node.w2sdReport ? "#b8f5c4" : "#cfe3ff";
+  }
+  return node.w2sdShown;
+}
+
+/** The Reflective KSampler's run report (its `w2sd` UI output) replaces the estimate. */
+function showReport(node, output) {
+  const numbers = output?.w2sd?.[0];
+  const text = reportText(numbers) ?? output?.text?.[0];
+  if (!text) return;
+  const estimate = nodeCost(node);
+  node.w2sdReport = { text, detail: `last run: ${output?.text?.[0] ?? text}`, key: `${estimate.text}\n${estimate.detail}` };
+  refresh(node);
+}
+
+function chain(proto, name, after) {
+  const previous = proto[name];
+  proto[name] = function (...args) {
+    const result = previous?.apply(this, args);
+    after.apply(this, args);
+    return result;
+  };
 }
 
 app.registerExtension({
   name: EXTENSION,
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (!NODES.has(nodeData?.name)) return;
-
-    // Recomputed on every draw, so changes elsewhere in the graph (a scheduler's steps, a guider's
-    // CFG) show up too; the arithmetic is a handful of operations.
-    nodeType.prototype.w2sdCost = function () {
-      this.w2sdCostInfo = nodeCost(this);
-      return this.w2sdCostInfo;
-    };
-
-    const onDrawForeground = nodeType.prototype.onDrawForeground;
-    nodeType.prototype.onDrawForeground = function (ctx) {
-      const result = onDrawForeground?.apply(this, arguments);
-      if (!this.flags?.collapsed) drawCaption(this, ctx, this.w2sdCost().lines);
-      return result;
-    };
-
-    // Widget edits (typing, dragging, arrows) repaint at once with the new numbers.
-    const onWidgetChanged = nodeType.prototype.onWidgetChanged;
-    nodeType.prototype.onWidgetChanged = function () {
-      const result = onWidgetChanged?.apply(this, arguments);
-      this.w2sdCost();
-      this.setDirtyCanvas?.(true, false);
-      return result;
-    };
-
-    const onConnectionsChange = nodeType.prototype.onConnectionsChange;
-    nodeType.prototype.onConnectionsChange = function () {
-      const result = onConnectionsChange?.apply(this, arguments);
-      this.setDirtyCanvas?.(true, false);
-      return result;
-    };
+    const proto = nodeType.prototype;
+    proto.w2sdRefresh = function () { return refresh(this); };
+    chain(proto, "onNodeCreated", function () {
+      this.w2sdElement = addCaption(this);
+      // make room for the caption inside the node (a loaded workflow's saved size wins later)
+      const [w, h] = this.computeSize?.() ?? this.size;
+      this.setSize?.([Math.max(this.size[0], w), Math.max(this.size[1], h)]);
+      refresh(this);
+    });
+    chain(proto, "onConfigure", function () { refresh(this); });
+    chain(proto, "onWidgetChanged", function () { refresh(this); });
+    chain(proto, "onConnectionsChange", function () { refresh(this); });
+    chain(proto, "onExecuted", function (output) { showReport(this, output); });
+  },
+  setup() {
+    // Steps and CFG often live on other nodes (scheduler, guider): re-read the graph twice a second.
+    // Only text that changed touches the DOM.
+    setInterval(() => {
+      if (document.hidden) return;
+      for (const node of app.canvas?.graph?.nodes ?? app.graph?.nodes ?? []) {
+        if (node.w2sdRefresh) node.w2sdRefresh();
+      }
+    }, 500);
   },
 });

@@ -1,59 +1,33 @@
-// W2SD run cost: a plain ES module (no DOM, no ComfyUI) mirroring w2sd_core/cost.py exactly, plus
-// the reflection count a node's widget values imply. tests/web/cost.test.mjs tests it and
-// tests/test_web_frontend.py checks it against the Python on a grid of cases.
+// W2SD run cost: a plain ES module (no DOM, no ComfyUI) with the arithmetic of w2sd_core/cost.py,
+// the reflection count a node's widget values imply, and the short text the nodes show.
 //
 // A model "pass" is one UNet/DiT forward over one batch of latents. A guided evaluation at
 // CFG != 1 is two passes (cond and uncond); ComfyUI skips the uncond pass at CFG 1, so such an
 // evaluation is one pass.
+
+/** The nodes' defaults (w2sd_core DEFAULTS: off), also the plan of a W2SD Guider over a plain sampler. */
+export const DEFAULT_PLAN = Object.freeze({
+  reflect_steps: 0, reflect_end_percent: 0.8, repeats: 1, mode: "reflect", guidance: 1.0,
+});
+
+/** w2sd_core.guidance: which modes reflect, which guide. */
+export const reflects = (mode) => String(mode ?? DEFAULT_PLAN.mode).split("+").includes("reflect");
+export const guides = (mode) => String(mode ?? DEFAULT_PLAN.mode).split("+").includes("guide");
 
 /** Passes per model evaluation at this CFG: 1 at cfg == 1 (ComfyUI skips the uncond), else 2. */
 export function passesPerEvaluation(cfg) {
   return Number(cfg) === 1 ? 1 : 2;
 }
 
-/**
- * Python's f"{x:.2f}". Both languages round the exact binary value, so they agree except on exact
- * ties, where Python rounds half to even and Number.toFixed rounds up. A two-decimal tie is
- * exactly representable only as an odd multiple of 1/8 (e.g. 1.125 = a 9/8 run).
- */
-export function formatFixed2(x) {
-  const eighths = x * 8; // exact: a power-of-two scaling
-  if (Number.isInteger(eighths) && Math.abs(eighths % 2) === 1) {
-    const lower = Math.floor(x * 100); // exact for odd eighths (k·12.5, rounded down)
-    const even = lower % 2 === 0 ? lower : lower + 1;
-    return (even / 100).toFixed(2);
-  }
-  return x.toFixed(2);
-}
-
-/** What a run costs; the fields and summary() of w2sd_core.cost.RunCost. */
-export class RunCost {
-  constructor({ steps, reflections, evaluations, passes, plainPasses }) {
-    this.steps = steps; // T: normal sampler steps
-    this.reflections = reflections; // reflected steps x repeats
-    this.evaluations = evaluations; // T + 2 * reflections
-    this.passes = passes; // model passes of this run
-    this.plainPasses = plainPasses; // model passes of the same sampler without W2SD
-    Object.freeze(this);
-  }
-
-  get ratio() {
-    return this.plainPasses ? this.passes / this.plainPasses : 1.0;
-  }
-
-  summary() {
-    return (`W2SD: ${this.reflections} reflection(s), ${this.evaluations} model evaluations ` +
-      `(plain ${this.steps}); ${this.passes} model passes = ${formatFixed2(this.ratio)}x a plain run`);
-  }
-}
-
-/** w2sd_core.run_cost: cfg is the sampling CFG; strong_cfg / weak_cfg are already resolved. */
-export function runCost(steps, reflections, cfg, strongCfg, weakCfg) {
-  const plain = steps * passesPerEvaluation(cfg);
-  const extra = reflections * (passesPerEvaluation(strongCfg) + passesPerEvaluation(weakCfg));
-  return new RunCost({
-    steps, reflections, evaluations: steps + 2 * reflections,
-    passes: plain + extra, plainPasses: plain,
+/** What a run costs (w2sd_core.run_cost): cfg is the sampling CFG, strongCfg / weakCfg resolved;
+ *  `guided` sampler evaluations each evaluate the strong and the weak side instead of the plain one. */
+export function runCost(steps, reflections, cfg, strongCfg, weakCfg, guided = 0) {
+  const plainPasses = steps * passesPerEvaluation(cfg);
+  const pair = passesPerEvaluation(strongCfg) + passesPerEvaluation(weakCfg);
+  const passes = plainPasses + reflections * pair + guided * (pair - passesPerEvaluation(cfg));
+  return Object.freeze({
+    steps, reflections, guided, evaluations: steps + 2 * reflections + guided, passes, plainPasses,
+    ratio: plainPasses ? passes / plainPasses : 1.0,
   });
 }
 
@@ -63,24 +37,19 @@ export function resolveCfg(value, cfg) {
 }
 
 /**
- * Reflected steps a W2SD node's widgets imply on a schedule of `steps` steps (w2sd_core's
- * ReflectionPlan.reflect_mask on a schedule ending at sigma 0):
- * λ = reflectSteps (-1: every step but the last, 0: off), at most steps - 1 (the last step goes to
- * sigma 0 and is never reflected), times `repeats`.
- * 0 < reflect_end_percent < 1 stops reflection at a sigma that depends on the model's schedule, which
- * the page does not know: the count is then only an upper bound (`bounded: true`, shown as "≤");
- * reflect_end_percent 0 reflects nothing.
- * Returns { lambda, reflections, bounded }.
+ * Reflected steps a W2SD node's widgets imply on a schedule of `steps` steps ending at sigma 0
+ * (ReflectionPlan.reflected_steps): λ = reflectSteps (-1: every step but the last, 0: off), at most
+ * steps - 1, times `repeats`. 0 < reflect_end_percent < 1 stops at a sigma that depends on the
+ * model's schedule, which the page does not know: the count is then an upper bound (`bounded`).
  */
-export function estimateReflections({ steps, reflectSteps = -1, repeats = 1, reflectEndPercent = 1.0 }) {
+export function estimateReflections({ steps, reflectSteps = -1, repeats = 1, reflectEndPercent = 1.0, endsAtZero = true }) {
   const n = Math.max(0, Math.trunc(Number(steps)) || 0);
   const requested = Math.trunc(Number(reflectSteps));
-  let lambda = requested === -1 ? n - 1 : Math.min(requested, n - 1);
-  // reflect_end_percent 0 = "reflect while above 0 % of the denoising": never
+  // a step landing on sigma 0 is never reflected; a schedule cut with leftover noise has no such step
+  let lambda = requested === -1 ? n - 1 : Math.min(requested, endsAtZero ? n - 1 : n);
   lambda = Number(reflectEndPercent) <= 0 ? 0 : Math.max(0, lambda || 0);
   const r = Math.max(1, Math.trunc(Number(repeats)) || 1);
-  const bounded = lambda > 0 && Number(reflectEndPercent) < 1;
-  return { lambda, reflections: lambda * r, bounded };
+  return { lambda, reflections: lambda * r, bounded: lambda > 0 && Number(reflectEndPercent) < 1 };
 }
 
 /** Steps a KSampler-style node runs: `steps`, or none at denoise 0 (ComfyUI then samples nothing). */
@@ -90,50 +59,138 @@ export function effectiveSteps(steps, denoise = 1.0) {
 }
 
 /**
- * The cost of a W2SD Reflective KSampler-like configuration, with the text the node shows.
- * `values`: { steps, cfg, denoise, strong_cfg, weak_cfg, reflect_steps, repeats,
- * reflect_end_percent } (widget names; missing optional ones take the nodes' defaults).
- * `weakSide`: whether something other than the CFG differs between the two sides (a weak model, weak
- * conditioning, a LoRA pair inside the model). With nothing different, the samplers skip reflection
- * and sample plainly (they say so in the console); the text says it too.
- * Returns { cost, lambda, bounded, strongCfg, weakCfg, differs, lines }.
+ * Steps KSampler (Advanced) runs, as nodes/ksampler.py schedule() cuts the steps + 1 sigmas:
+ * { steps, endsAtZero } (the cut keeps sigma 0 at the end unless leftover noise is returned).
  */
-export function describeRun(values, { weakSide = true } = {}) {
-  const steps = effectiveSteps(values.steps, values.denoise ?? 1.0);
-  const cfg = Number(values.cfg ?? 8.0);
-  const strongCfg = resolveCfg(values.strong_cfg, cfg);
-  const weakCfg = resolveCfg(values.weak_cfg, cfg);
-  const repeats = Math.max(1, Math.trunc(Number(values.repeats ?? 1)) || 1);
-  const differs = Boolean(weakSide) || strongCfg !== weakCfg;
-  const est = differs
-    ? estimateReflections({
-      steps, reflectSteps: values.reflect_steps ?? -1, repeats,
-      reflectEndPercent: values.reflect_end_percent ?? 1.0,
-    })
-    : { lambda: 0, reflections: 0, bounded: false };
-  const cost = runCost(steps, est.reflections, cfg, strongCfg, weakCfg);
-  const lines = costLines(cost, { lambda: est.lambda, repeats, bounded: est.bounded, strongCfg, weakCfg });
-  if (!differs) lines[0] = `W2SD: ${cost.evaluations} model evaluations (no weak side: plain sampling)`;
-  return { cost, lambda: est.lambda, bounded: est.bounded, strongCfg, weakCfg, differs, lines };
+export function advancedSteps(steps, startAt = 0, endAt = 10000, leftoverNoise = "disable") {
+  const n = Math.max(0, Math.trunc(Number(steps)) || 0);
+  const cut = Number(endAt) < n;
+  const last = cut ? Math.max(0, Math.trunc(Number(endAt))) : n;
+  const start = Math.max(0, Math.trunc(Number(startAt)) || 0);
+  const run = start < last ? last - start : 0;
+  return { steps: run, endsAtZero: !cut || leftoverNoise !== "enable" };
+}
+
+/** Python's round(): halves go to the even neighbour. */
+function pyRound(x) {
+  const f = Math.floor(x);
+  const d = x - f;
+  return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
 }
 
 /**
- * The two lines a node shows, e.g.
- *   "W2SD: 49 model evaluations (25 + 2·12)"
- *   "×1.48 vs plain KSampler (74 vs 50 passes; weak at CFG 1 costs half)"
- * With `bounded` the reflection count is an upper bound: "≤ 49 model evaluations (25 + 2·≤12)".
+ * The part of a schedule a sigma-splitting node passes on, sliced as ComfyUI does:
+ * `schedule` { steps, endsAtZero } in, that of output `slot` out, or null for another node.
+ * SplitSigmas (`value` = step): sigmas[:step + 1] (slot 0), sigmas[step:] (slot 1);
+ * SplitSigmasDenoise (`value` = denoise, t = round(steps · denoise)): sigmas[:-t] (0), sigmas[-(t + 1):] (1).
  */
-export function costLines(cost, { lambda, repeats = 1, bounded = false, strongCfg, weakCfg }) {
-  const le = bounded ? "≤" : "";
-  const reflected = repeats > 1 ? `${le}${lambda}×${repeats}` : `${le}${lambda}`;
-  const head = cost.reflections > 0
-    ? `W2SD: ${le ? "≤ " : ""}${cost.evaluations} model evaluations (${cost.steps} + 2·${reflected})`
-    : `W2SD: ${cost.evaluations} model evaluations (no reflection)`;
-  const notes = [`${le ? "≤ " : ""}${cost.passes} vs ${cost.plainPasses} passes`];
-  if (cost.reflections > 0 && strongCfg !== undefined && weakCfg !== undefined &&
-      passesPerEvaluation(strongCfg) !== passesPerEvaluation(weakCfg)) {
-    notes.push(`${passesPerEvaluation(weakCfg) === 1 ? "weak" : "strong"} at CFG 1 costs half`);
+export function splitSchedule(kind, schedule, slot, value) {
+  const length = Math.max(0, Math.trunc(Number(schedule.steps)) || 0) + 1;
+  let start = 0;
+  let end = length;
+  if (kind === "SplitSigmas") {
+    const k = Math.max(0, Math.trunc(Number(value)) || 0);
+    if (slot === 0) end = Math.min(k + 1, length);
+    else start = Math.min(k, length);
+  } else if (kind === "SplitSigmasDenoise") {
+    const t = pyRound((length - 1) * Number(value));
+    if (slot === 0) end = t > 0 ? Math.max(0, length - t) : 0;
+    else start = Math.max(0, length - (t + 1));
+  } else {
+    return null;
   }
-  const ratio = `${le ? "≤ " : ""}×${formatFixed2(cost.ratio)}`;
-  return [head, `${ratio} vs plain KSampler (${notes.join("; ")})`];
+  const n = Math.max(0, end - start);
+  return { steps: Math.max(0, n - 1), endsAtZero: Boolean(schedule.endsAtZero) && end === length };
+}
+
+/** "×2.3": the pass ratio with at most two decimals. */
+export function formatRatio(ratio) {
+  return `×${Number(ratio.toFixed(2))}`;
+}
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+/** The one line a node shows for a cost; "≤ " marks numbers that are only upper bounds. */
+export function costText(cost, { bounded = false, differs = true, off = null, cfgAs = null } = {}) {
+  const le = bounded ? "≤ " : "";
+  if (off) return `W2SD off · ${off}`;
+  const evals = `${le}${cost.evaluations} evals`;
+  if (!differs) return `no weak side: plain sampling · ${evals}`;
+  const parts = [];
+  if (cost.reflections) parts.push(`${le}${plural(cost.reflections, "reflection")}`);
+  if (cost.guided) parts.push(`${le}${cost.guided} guided`);
+  if (cfgAs !== null) parts.push(`${le}${cfgAs.steps} guided as CFG ${Number(cfgAs.cfg.toFixed(2))}`);
+  if (!parts.length) return `nothing planned · ${evals} · ×1 time`;
+  const ratio = cost.passes === cost.plainPasses ? "×1" : `${le}${formatRatio(cost.ratio)}`;
+  return `${parts.join(" · ")} · ${evals} · ${ratio} time`;
+}
+
+/** The hover text: where the numbers come from. */
+export function costDetail(cost, { bounded = false, strongCfg, weakCfg, cfgAs = null } = {}) {
+  const parts = [`${cost.steps} steps + 2 × ${cost.reflections} reflections + ${cost.guided} guided = `
+    + `${cost.evaluations} model evaluations`,
+    `${cost.passes} vs ${cost.plainPasses} model passes without W2SD`];
+  if ((cost.reflections || cost.guided) && passesPerEvaluation(strongCfg) !== passesPerEvaluation(weakCfg)) {
+    parts.push(`the ${passesPerEvaluation(weakCfg) === 1 ? "weak" : "strong"} side at CFG 1 costs half`);
+  }
+  if (cfgAs) parts.push("a CFG-only pair in guide mode is plain CFG at cfg_s + w (cfg_s - cfg_w): no extra cost");
+  if (bounded) parts.push("reflect_end_percent < 1: the count is an upper bound (it depends on the model's schedule)");
+  return parts.join("\n");
+}
+
+/**
+ * The cost of a W2SD configuration. `values`: widget values { steps, cfg, denoise, strong_cfg,
+ * weak_cfg, reflect_steps, repeats, reflect_end_percent, mode, guidance } (plus start_at_step,
+ * end_at_step, return_with_leftover_noise on the Advanced node). `weakSide`: whether something
+ * other than the CFG differs between the sides; with nothing different the samplers sample plainly.
+ * `schedule` { steps, endsAtZero }: the sigmas when they come from elsewhere (a split schedule).
+ * Returns { cost, lambda, bounded, differs, off, text, detail }.
+ */
+export function describeRun(values, { weakSide = true, advanced = false, schedule = null } = {}) {
+  const cut = schedule ?? (advanced
+    ? advancedSteps(values.steps, values.start_at_step, values.end_at_step, values.return_with_leftover_noise)
+    : { steps: effectiveSteps(values.steps, values.denoise ?? 1.0), endsAtZero: true });
+  const steps = cut.steps;
+  const cfg = Number(values.cfg ?? 8.0);
+  const strongCfg = resolveCfg(values.strong_cfg, cfg);
+  const weakCfg = resolveCfg(values.weak_cfg, cfg);
+  const differs = Boolean(weakSide) || strongCfg !== weakCfg;
+  const cfgOnly = !weakSide && differs;
+  const mode = values.mode ?? DEFAULT_PLAN.mode;
+  const w = Number(values.guidance ?? DEFAULT_PLAN.guidance);
+  const reflectSteps = values.reflect_steps ?? DEFAULT_PLAN.reflect_steps;
+  let off = null;
+  if (Number(reflectSteps) === 0) off = "reflect_steps 0";
+  else if (!reflects(mode) && guides(mode) && w === 0) off = "guidance 0";
+  const est = differs && !off
+    ? estimateReflections({
+      steps, reflectSteps, endsAtZero: cut.endsAtZero,
+      repeats: values.repeats ?? DEFAULT_PLAN.repeats,
+      reflectEndPercent: values.reflect_end_percent ?? DEFAULT_PLAN.reflect_end_percent,
+    })
+    : { lambda: 0, reflections: 0, bounded: false };
+  const guidedSteps = guides(mode) && w !== 0 ? est.lambda : 0;
+  const cfgAs = cfgOnly && guidedSteps ? { steps: guidedSteps, cfg: strongCfg + w * (strongCfg - weakCfg) } : null;
+  const cost = runCost(steps, reflects(mode) ? est.reflections : 0, cfg, strongCfg, weakCfg, cfgOnly ? 0 : guidedSteps);
+  const bounded = est.bounded && (cost.reflections > 0 || guidedSteps > 0);
+  return {
+    cost, lambda: est.lambda, bounded, differs, off,
+    text: costText(cost, { bounded, differs, off, cfgAs }),
+    detail: off ? `${cost.steps} model evaluations: the plain sampler, bit for bit (set reflect_steps -1 to turn W2SD on)`
+      : costDetail(cost, { bounded, strongCfg, weakCfg, cfgAs }),
+  };
+}
+
+/**
+ * The text for what a run really did, from the Reflective KSampler's `w2sd` UI output:
+ * { reflections, guided, evaluations, passes, plain_passes, steps, skipped }.
+ */
+export function reportText(report) {
+  if (!report) return null;
+  if (report.skipped || !(report.reflections || report.guided)) return `ran without W2SD · ${report.evaluations} evals`;
+  const ratio = report.plain_passes ? report.passes / report.plain_passes : 1.0;
+  const parts = [];
+  if (report.reflections) parts.push(plural(report.reflections, "reflection"));
+  if (report.guided) parts.push(`${report.guided} guided`);
+  return `ran: ${parts.join(" · ")} · ${report.evaluations} evals · ${formatRatio(ratio)} time`;
 }

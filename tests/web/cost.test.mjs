@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import {
-  costLines, describeRun, effectiveSteps, estimateReflections, formatFixed2, passesPerEvaluation,
+  advancedSteps, describeRun, effectiveSteps, estimateReflections, formatRatio, passesPerEvaluation, reportText,
   resolveCfg, runCost,
 } from "../../web/w2sd_cost.js";
 
@@ -23,8 +23,6 @@ test("paper defaults: T = 50, λ = 49 is 148 evaluations", () => {
   assert.equal(cost.plainPasses, 100);
   assert.equal(cost.passes, 296);
   assert.equal(cost.ratio, 2.96);
-  assert.equal(cost.summary(),
-    "W2SD: 49 reflection(s), 148 model evaluations (plain 50); 296 model passes = 2.96x a plain run");
 });
 
 test("Z-Sampling: weak passes at CFG 1 cost half", () => {
@@ -45,24 +43,11 @@ test("no steps: ratio 1, like Python", () => {
   const cost = runCost(0, 0, 8, 8, 8);
   assert.equal(cost.passes, 0);
   assert.equal(cost.ratio, 1.0);
-  assert.match(cost.summary(), /= 1\.00x a plain run$/);
 });
 
-test("RunCost is immutable", () => {
+test("a cost is immutable", () => {
   const cost = runCost(10, 2, 8, 8, 8);
   assert.throws(() => { "use strict"; cost.passes = 1; }, TypeError);
-});
-
-test("two-decimal ratios round like Python's format (half to even on exact ties)", () => {
-  assert.equal(formatFixed2(1.125), "1.12");
-  assert.equal(formatFixed2(1.375), "1.38");
-  assert.equal(formatFixed2(0.125), "0.12");
-  assert.equal(formatFixed2(2.875), "2.88");
-  assert.equal(formatFixed2(1.005), "1.00"); // 1.005 is below the tie in binary
-  assert.equal(formatFixed2(2.5), "2.50");
-  assert.equal(formatFixed2(1 / 3), "0.33");
-  // T = 16 at CFG 1 with one reflection is exactly 18/16 = 1.125
-  assert.match(runCost(16, 1, 1, 1, 1).summary(), /= 1\.12x a plain run$/);
 });
 
 test("strong/weak CFG -1 means the sampler's CFG", () => {
@@ -96,47 +81,51 @@ test("denoise 0 samples nothing; denoise < 1 keeps the step count", () => {
   assert.equal(effectiveSteps(20), 20);
 });
 
-test("the node's text: equal-compute setting", () => {
+test("ratios show at most two decimals", () => {
+  assert.equal(formatRatio(2.3), "×2.3");
+  assert.equal(formatRatio(2), "×2");
+  assert.equal(formatRatio(86 / 50), "×1.72");
+  assert.equal(formatRatio(1 / 3), "×0.33");
+});
+
+test("the node's line: equal-compute setting, exact count", () => {
   const run = describeRun({ steps: 25, cfg: 5.5, denoise: 1, strong_cfg: -1, weak_cfg: -1,
     reflect_steps: 12, repeats: 1, reflect_end_percent: 1 });
   assert.equal(run.cost.evaluations, 49);
-  assert.deepEqual(run.lines, [
-    "W2SD: 49 model evaluations (25 + 2·12)",
-    "×1.96 vs plain KSampler (98 vs 50 passes)",
-  ]);
+  assert.equal(run.text, "12 reflections · 49 evals · ×1.96 time");
+  assert.match(run.detail, /98 vs 50 model passes/);
 });
 
-test("the node's text: defaults of the Reflective KSampler (steps 20, cfg 8, λ -1)", () => {
-  const run = describeRun({ steps: 20, cfg: 8, reflect_steps: -1 });
-  assert.deepEqual(run.lines, [
-    "W2SD: 58 model evaluations (20 + 2·19)",
-    "×2.90 vs plain KSampler (116 vs 40 passes)",
-  ]);
-});
-
-test("the node's text: weak at CFG 1, repeats and a bounded count", () => {
-  const run = describeRun({ steps: 30, cfg: 5.5, strong_cfg: 5.5, weak_cfg: 1.0, reflect_steps: 10,
-    repeats: 2, reflect_end_percent: 0.6 });
+test("the node's line: the Reflective KSampler's defaults only bound the count", () => {
+  const run = describeRun({ steps: 20, cfg: 8, reflect_steps: -1, reflect_end_percent: 0.8 });
   assert.equal(run.bounded, true);
+  assert.equal(run.text, "≤ 19 reflections · ≤ 58 evals · ≤ ×2.9 time");
+  assert.match(run.detail, /upper bound/);
+});
+
+test("the node's line: weak at CFG 1 costs half, repeats count", () => {
+  const run = describeRun({ steps: 30, cfg: 5.5, strong_cfg: 5.5, weak_cfg: 1.0, reflect_steps: 10,
+    repeats: 2, reflect_end_percent: 1 });
   assert.equal(run.cost.passes, 60 + 20 * 3);
-  assert.deepEqual(run.lines, [
-    "W2SD: ≤ 70 model evaluations (30 + 2·≤10×2)",
-    "≤ ×2.00 vs plain KSampler (≤ 120 vs 60 passes; weak at CFG 1 costs half)",
-  ]);
+  assert.equal(run.text, "20 reflections · 70 evals · ×2 time");
+  assert.match(run.detail, /weak side at CFG 1 costs half/);
+  assert.match(describeRun({ steps: 10, cfg: 4, strong_cfg: 1, reflect_steps: -1, reflect_end_percent: 1 }).detail,
+    /strong side at CFG 1 costs half/);
 });
 
-test("the node's text: reflection off", () => {
-  const run = describeRun({ steps: 20, cfg: 8, reflect_steps: 0 });
-  assert.deepEqual(run.lines, [
-    "W2SD: 20 model evaluations (no reflection)",
-    "×1.00 vs plain KSampler (40 vs 40 passes)",
-  ]);
-});
-
-test("costLines names the side that runs at CFG 1", () => {
-  const cost = runCost(10, 9, 1.0, 1.0, 4.0);
-  const lines = costLines(cost, { lambda: 9, strongCfg: 1.0, weakCfg: 4.0 });
-  assert.match(lines[1], /strong at CFG 1 costs half/);
+test("the node's line: W2SD off by default, and no weak side", () => {
+  assert.equal(describeRun({ steps: 20, cfg: 8, reflect_steps: 0 }).text, "W2SD off · reflect_steps 0");
+  assert.equal(describeRun({ steps: 20, cfg: 8 }).text, "W2SD off · reflect_steps 0");  // the default plan
+  assert.match(describeRun({ steps: 20, cfg: 8 }).detail, /plain sampler, bit for bit/);
+  assert.equal(describeRun({ steps: 1, cfg: 8, reflect_steps: -1 }).text, "nothing planned · 1 evals · ×1 time");
+  const bare = describeRun({ steps: 20, cfg: 8, reflect_steps: -1 }, { weakSide: false });
+  assert.equal(bare.differs, false);
+  assert.equal(bare.cost.reflections, 0);
+  assert.equal(bare.text, "no weak side: plain sampling · 20 evals");
+  // a CFG pair is a weak side by itself; -1 resolves to the sampler's cfg before comparing
+  assert.equal(describeRun({ steps: 20, cfg: 8, weak_cfg: 1, reflect_steps: -1, reflect_end_percent: 1 }, { weakSide: false }).cost.reflections, 19);
+  assert.equal(describeRun({ steps: 20, cfg: 8, strong_cfg: 8, weak_cfg: -1 }, { weakSide: false }).differs, false);
+  assert.equal(describeRun({ steps: 20, cfg: 8, strong_cfg: 7.5 }, { weakSide: false }).differs, true);
 });
 
 test("reflect_end_percent 0 reflects nothing (exactly, not a bound)", () => {
@@ -144,18 +133,46 @@ test("reflect_end_percent 0 reflects nothing (exactly, not a bound)", () => {
     { lambda: 0, reflections: 0, bounded: false });
 });
 
-test("nothing different between the sides: the samplers sample plainly, and the text says so", () => {
-  const bare = describeRun({ steps: 20, cfg: 8, reflect_steps: -1 }, { weakSide: false });
-  assert.equal(bare.differs, false);
-  assert.equal(bare.cost.reflections, 0);
-  assert.deepEqual(bare.lines, [
-    "W2SD: 20 model evaluations (no weak side: plain sampling)",
-    "×1.00 vs plain KSampler (40 vs 40 passes)",
-  ]);
-  // a CFG pair is a weak side by itself; -1 resolves to the sampler's cfg before comparing
-  assert.equal(describeRun({ steps: 20, cfg: 8, weak_cfg: 1 }, { weakSide: false }).cost.reflections, 19);
-  assert.equal(describeRun({ steps: 20, cfg: 8, strong_cfg: 8, weak_cfg: -1 }, { weakSide: false }).differs, false);
-  assert.equal(describeRun({ steps: 20, cfg: 8, strong_cfg: 7.5 }, { weakSide: false }).differs, true);
-  // a weak model, weak prompt or LoRA pair is one at any CFG
-  assert.equal(describeRun({ steps: 20, cfg: 8 }, { weakSide: true }).cost.reflections, 19);
+test("the run report: what the sampler really did", () => {
+  assert.equal(reportText({ steps: 20, reflections: 5, evaluations: 30, passes: 50, plain_passes: 40 }),
+    "ran: 5 reflections · 30 evals · ×1.25 time");
+  assert.equal(reportText({ steps: 8, reflections: 1, evaluations: 10, passes: 20, plain_passes: 16 }),
+    "ran: 1 reflection · 10 evals · ×1.25 time");
+  assert.equal(reportText({ steps: 20, reflections: 0, evaluations: 20, passes: 40, plain_passes: 40,
+    skipped: "nothing differs" }), "ran without W2SD · 20 evals");
+  assert.equal(reportText({ steps: 20, reflections: 0, guided: 12, evaluations: 32, passes: 64, plain_passes: 40 }),
+    "ran: 12 guided · 32 evals · ×1.6 time");
+  assert.equal(reportText(undefined), null);
+});
+
+test("guided evaluations: one more evaluation each, the pair's passes instead of the plain one", () => {
+  const cost = runCost(20, 0, 8, 8, 8, 12);
+  assert.equal(cost.evaluations, 32);
+  assert.equal(cost.passes, 40 + 12 * 2);
+  assert.equal(describeRun({ steps: 20, cfg: 8, reflect_steps: 12, reflect_end_percent: 1, mode: "guide" }).text,
+    "12 guided · 32 evals · ×1.6 time");
+  assert.equal(describeRun({ steps: 20, cfg: 8, reflect_steps: 12, reflect_end_percent: 1, mode: "reflect+guide" }).text,
+    "12 reflections · 12 guided · 56 evals · ×2.8 time");
+  // guidance 0 in guide mode is the strong side alone: off
+  assert.equal(describeRun({ steps: 20, cfg: 8, reflect_steps: 12, mode: "guide", guidance: 0 }).text, "W2SD off · guidance 0");
+});
+
+test("a CFG-only pair in guide mode is plain CFG at cfg_s + w (cfg_s - cfg_w): no extra cost", () => {
+  const run = describeRun({ steps: 20, cfg: 5.5, weak_cfg: 1, reflect_steps: 12, reflect_end_percent: 1,
+    mode: "guide", guidance: 0.5 }, { weakSide: false });
+  assert.equal(run.cost.evaluations, 20);
+  assert.equal(run.cost.passes, run.cost.plainPasses);
+  assert.equal(run.text, "12 guided as CFG 7.75 · 20 evals · ×1 time");
+});
+
+test("KSampler (Advanced): the steps between start_at_step and end_at_step", () => {
+  assert.deepEqual(advancedSteps(20, 0, 10000), { steps: 20, endsAtZero: true });
+  assert.deepEqual(advancedSteps(20, 0, 10, "enable"), { steps: 10, endsAtZero: false });
+  assert.deepEqual(advancedSteps(20, 10, 10000, "enable"), { steps: 10, endsAtZero: true });
+  assert.deepEqual(advancedSteps(20, 4, 10, "disable"), { steps: 6, endsAtZero: true });
+  assert.equal(advancedSteps(20, 12, 10).steps, 0);
+  assert.equal(advancedSteps(20, 0, 0).steps, 0);
+  const high = describeRun({ steps: 20, cfg: 3.5, reflect_steps: 30, reflect_end_percent: 1, start_at_step: 0,
+    end_at_step: 10, return_with_leftover_noise: "enable" }, { advanced: true });
+  assert.equal(high.cost.reflections, 10);  // the part ends above sigma 0: its last step reflects too
 });
