@@ -1,4 +1,5 @@
 """Print an optional-dependency group of pyproject.toml, one requirement per word (for pip)."""
+
 import sys
 import tomllib
 

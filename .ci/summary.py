@@ -1,5 +1,6 @@
 """One line per test tier from the pytest JUnit reports .ci/run wrote; exit 1 on a failure, a
 tier that could not run, or (under CI) any skipped test: a skip there is a test that did not run."""
+
 import os
 import pathlib
 import sys

@@ -1,5 +1,6 @@
 """What several W2SD nodes share: their category and the inputs defined once (the plan, the CFG
 pair, the weak side), with the defaults read from ``w2sd_core``."""
+
 from __future__ import annotations
 
 from comfy_api.latest import io
@@ -14,37 +15,58 @@ CATEGORY = "sampling/w2sd"
 DEFAULT_REFLECT_STEPS = DEFAULT_PLAN.steps
 DEFAULT_REPEATS = DEFAULT_PLAN.repeats
 
-TIP_REFLECT_STEPS = ("λ: how many steps, from the first, W2SD works on. -1 = every step but the last "
-                     "(the paper), 0 = off: the wrapped sampler exactly. Off by default: on learned "
-                     "test models every setting tried made some 20- and 50-step runs worse than "
-                     "plain sampling (docs/defaults.md); A/B it on your own pair.")
-TIP_END_PERCENT = ("Reflect only while the schedule is above this point of the denoising (0 = start, "
-                   "1 = end). 0.8 leaves out the last, low-noise steps, where inversion error "
-                   "outweighs the gain at ~20 steps; 1.0 = no limit, the paper's setting.")
+TIP_REFLECT_STEPS = (
+    "λ: how many steps, from the first, W2SD works on. -1 = every step but the last "
+    "(the paper), 0 = off: the wrapped sampler exactly. Off by default: on learned "
+    "test models every setting tried made some 20- and 50-step runs worse than "
+    "plain sampling (docs/defaults.md); A/B it on your own pair."
+)
+TIP_END_PERCENT = (
+    "Reflect only while the schedule is above this point of the denoising (0 = start, "
+    "1 = end). 0.8 leaves out the last, low-noise steps, where inversion error "
+    "outweighs the gain at ~20 steps; 1.0 = no limit, the paper's setting."
+)
 TIP_REPEATS = "Reflections per reflected step (Z-Sampling's T_max). Each costs two more model evaluations."
-TIP_INVERSION = ("Noise label for the weak inversion. next: where the latent sits (exact DDIM "
-                 "inversion, default). current: the paper's Eq. 5. official: what the authors' "
-                 "code computes (eps/v models only, not flow models).")
-TIP_MODE = ("What the planned steps get. reflect: W2SD's reflection (two extra evaluations per "
-            "step). guide: weak-to-strong guidance, the sampler sees D_s + w (D_s - D_w) (one extra "
-            "evaluation, batched with the strong one where the pair allows). reflect+guide: both.")
-TIP_GUIDANCE = ("w of the guide modes: 0 = the strong side alone, 1 = 2 D_s - D_w. A CFG-only pair in "
-                "guide mode is plain CFG at cfg_s + w (cfg_s - cfg_w), at no extra cost.")
+TIP_INVERSION = (
+    "Noise label for the weak inversion. next: where the latent sits (exact DDIM "
+    "inversion, default). current: the paper's Eq. 5. official: what the authors' "
+    "code computes (eps/v models only, not flow models)."
+)
+TIP_MODE = (
+    "What the planned steps get. reflect: W2SD's reflection (two extra evaluations per "
+    "step). guide: weak-to-strong guidance, the sampler sees D_s + w (D_s - D_w) (one extra "
+    "evaluation, batched with the strong one where the pair allows). reflect+guide: both."
+)
+TIP_GUIDANCE = (
+    "w of the guide modes: 0 = the strong side alone, 1 = 2 D_s - D_w. A CFG-only pair in "
+    "guide mode is plain CFG at cfg_s + w (cfg_s - cfg_w), at no extra cost."
+)
 TIP_STRONG_CFG = "CFG of the strong reflection pass. -1 = the sampling cfg."
-TIP_WEAK_CFG = ("CFG of the weak reflection pass. -1 = the sampling cfg. Z-Sampling: strong 5.5, weak "
-                "1.0 (ComfyUI's cfg 1.0 is the conditional prediction alone).")
+TIP_WEAK_CFG = (
+    "CFG of the weak reflection pass. -1 = the sampling cfg. Z-Sampling: strong 5.5, weak "
+    "1.0 (ComfyUI's cfg 1.0 is the conditional prediction alone)."
+)
 
 
 def plan_inputs() -> list:
     """Which steps W2SD works on, and how (all optional)."""
     return [
-        io.Int.Input("reflect_steps", default=DEFAULT_REFLECT_STEPS, min=-1, max=10000, optional=True,
-                     tooltip=TIP_REFLECT_STEPS),
-        io.Float.Input("reflect_end_percent", default=DEFAULT_END_PERCENT, min=0.0, max=1.0, step=0.01,
-                       optional=True, tooltip=TIP_END_PERCENT),
+        io.Int.Input(
+            "reflect_steps", default=DEFAULT_REFLECT_STEPS, min=-1, max=10000, optional=True, tooltip=TIP_REFLECT_STEPS
+        ),
+        io.Float.Input(
+            "reflect_end_percent",
+            default=DEFAULT_END_PERCENT,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            optional=True,
+            tooltip=TIP_END_PERCENT,
+        ),
         io.Int.Input("repeats", default=DEFAULT_REPEATS, min=1, max=10, optional=True, tooltip=TIP_REPEATS),
-        io.Combo.Input("inversion", options=list(INVERSIONS), default=DEFAULT_INVERSION, optional=True,
-                       tooltip=TIP_INVERSION),
+        io.Combo.Input(
+            "inversion", options=list(INVERSIONS), default=DEFAULT_INVERSION, optional=True, tooltip=TIP_INVERSION
+        ),
     ]
 
 
@@ -53,32 +75,48 @@ def mode_inputs() -> list:
     widget values by position, and older ones end before these."""
     return [
         io.Combo.Input("mode", options=list(MODES), default=DEFAULT_MODE, optional=True, tooltip=TIP_MODE),
-        io.Float.Input("guidance", default=DEFAULT_GUIDANCE, min=-10.0, max=100.0, step=0.05, round=0.001,
-                       optional=True, tooltip=TIP_GUIDANCE),
+        io.Float.Input(
+            "guidance",
+            default=DEFAULT_GUIDANCE,
+            min=-10.0,
+            max=100.0,
+            step=0.05,
+            round=0.001,
+            optional=True,
+            tooltip=TIP_GUIDANCE,
+        ),
     ]
 
 
 def cfg_pair_inputs() -> list:
     """The CFG of each reflection pass (the Z-Sampling pair)."""
     return [
-        io.Float.Input("strong_cfg", default=-1.0, min=-1.0, max=100.0, step=0.1, round=0.01,
-                       optional=True, tooltip=TIP_STRONG_CFG),
-        io.Float.Input("weak_cfg", default=-1.0, min=-1.0, max=100.0, step=0.1, round=0.01,
-                       optional=True, tooltip=TIP_WEAK_CFG),
+        io.Float.Input(
+            "strong_cfg", default=-1.0, min=-1.0, max=100.0, step=0.1, round=0.01, optional=True, tooltip=TIP_STRONG_CFG
+        ),
+        io.Float.Input(
+            "weak_cfg", default=-1.0, min=-1.0, max=100.0, step=0.1, round=0.01, optional=True, tooltip=TIP_WEAK_CFG
+        ),
     ]
 
 
 def weak_side_inputs() -> list:
     """What the weak pass uses instead of the strong side's model and prompts (all optional)."""
     return [
-        io.Model.Input("weak_model", optional=True,
-                       tooltip="Weak model for the weak pass (e.g. the base checkpoint of a fine-tune), "
-                               "same latent space and model type. Empty = model."),
-        io.Conditioning.Input("weak_positive", optional=True,
-                              tooltip="Positive conditioning of the weak pass (e.g. a plainer prompt). "
-                                      "Empty = positive."),
-        io.Conditioning.Input("weak_negative", optional=True,
-                              tooltip="Negative conditioning of the weak pass. Empty = negative."),
+        io.Model.Input(
+            "weak_model",
+            optional=True,
+            tooltip="Weak model for the weak pass (e.g. the base checkpoint of a fine-tune), "
+            "same latent space and model type. Empty = model.",
+        ),
+        io.Conditioning.Input(
+            "weak_positive",
+            optional=True,
+            tooltip="Positive conditioning of the weak pass (e.g. a plainer prompt). Empty = positive.",
+        ),
+        io.Conditioning.Input(
+            "weak_negative", optional=True, tooltip="Negative conditioning of the weak pass. Empty = negative."
+        ),
     ]
 
 
@@ -90,6 +128,7 @@ def schema_extras(*extra: str) -> dict:
     """io.Schema keyword arguments this ComfyUI accepts beyond the 0.3.64 ones: {"search_aliases":
     [...]} where io.Schema has the field, else {} (an unknown keyword would fail the node)."""
     import inspect
+
     try:
         accepted = "search_aliases" in inspect.signature(io.Schema).parameters
     except (TypeError, ValueError):

@@ -9,6 +9,7 @@ of a TypeError deep inside sampling. The pack still registers its nodes whatever
 The few places where supported releases differ on purpose (KSampler's latent preparation) are
 here too, each chosen by what the running ComfyUI offers.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -46,6 +47,7 @@ def _attr(path: str):
 class Call:
     """An internal the pack calls: ``path`` is ``module:attribute.path``; ``positional`` counts the
     positional arguments it passes (``self`` excluded for methods), ``keywords`` the names."""
+
     path: str
     positional: int
     keywords: tuple[str, ...] = ()
@@ -59,7 +61,7 @@ class Call:
         try:
             sig = inspect.signature(fn)
         except (TypeError, ValueError):
-            return None          # a builtin without a signature: nothing to check
+            return None  # a builtin without a signature: nothing to check
         placeholders = [None] * (self.positional + (1 if self.method else 0))
         try:
             sig.bind(*placeholders, **dict.fromkeys(self.keywords))
@@ -83,8 +85,12 @@ CALLS = (
     Call("comfy.samplers:process_conds", 7),
     Call("comfy.samplers:sampling_function", 6, ("model_options", "seed")),
     Call("comfy.samplers:KSAMPLER.__init__", 1, ("extra_options", "inpaint_options"), method=True),
-    Call("comfy.samplers:KSampler.__init__", 1, ("steps", "device", "sampler", "scheduler", "denoise",
-                                                  "model_options"), method=True),
+    Call(
+        "comfy.samplers:KSampler.__init__",
+        1,
+        ("steps", "device", "sampler", "scheduler", "denoise", "model_options"),
+        method=True,
+    ),
     Call("comfy.samplers:sampler_object", 1),
     Call("comfy.samplers:ksampler", 1),
     Call("comfy.sample:prepare_noise", 3),
@@ -111,6 +117,7 @@ CALLS = (
 class Override:
     """A ComfyUI method the pack overrides: every argument ComfyUI may pass to the base method
     must be accepted by the override (``ours`` is ``module:attribute.path`` in this pack)."""
+
     base: str
     ours: Callable[[], Callable]
 
@@ -122,25 +129,25 @@ class Override:
         ours = inspect.signature(self.ours())
         # ComfyUI passes required arguments by position and optional ones (latent_shapes...) by
         # name; the override must take both.
-        params = [p for p in base.parameters.values()
-                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        params = [p for p in base.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         positional = [None for p in params if p.default is p.empty and p.kind is not p.KEYWORD_ONLY]
         keywords = {p.name: None for p in params if p.default is not p.empty or p.kind is p.KEYWORD_ONLY}
         try:
             ours.bind(*positional, **keywords)
         except TypeError:
-            return (f"{self.base.replace(':', '.')}{base} takes arguments that W2SD's override "
-                    f"{ours} does not accept")
+            return f"{self.base.replace(':', '.')}{base} takes arguments that W2SD's override {ours} does not accept"
         return None
 
 
 def _guider():
     from .guider import W2SDGuider
+
     return W2SDGuider
 
 
 def _ksampler():
     from .reflecting import ReflectingKSAMPLER
+
     return ReflectingKSAMPLER
 
 
@@ -163,8 +170,10 @@ def require() -> None:
     if found:
         raise RuntimeError(
             f"W2SD does not support this ComfyUI ({comfyui_version()}; tested: "
-            f"{', '.join(TESTED_COMFYUI)}): " + "; ".join(found)
-            + ". Update W2SD (ComfyUI Manager: Update), or report the ComfyUI version to W2SD.")
+            f"{', '.join(TESTED_COMFYUI)}): "
+            + "; ".join(found)
+            + ". Update W2SD (ComfyUI Manager: Update), or report the ComfyUI version to W2SD."
+        )
 
 
 # ---------------------------------------------------------------- where releases differ
@@ -197,8 +206,7 @@ def _takes_ratios() -> bool:
 def ksampler_latent(model, latent: dict) -> torch.Tensor:
     """The input latent exactly as this ComfyUI's KSampler prepares it."""
     if _takes_ratios():
-        return comfy.sample.fix_empty_latent_channels(model, latent["samples"],
-                                                      *(latent.get(k) for k in _RATIO_KEYS))
+        return comfy.sample.fix_empty_latent_channels(model, latent["samples"], *(latent.get(k) for k in _RATIO_KEYS))
     return comfy.sample.fix_empty_latent_channels(model, latent["samples"])
 
 
@@ -217,8 +225,7 @@ def empty_noise(latent_image: torch.Tensor) -> torch.Tensor:
     prepare = getattr(comfy.sample, "prepare_empty_noise", None)
     if prepare is not None:
         return prepare(latent_image)
-    return torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout,
-                       device="cpu")
+    return torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout, device="cpu")
 
 
 def is_dynamic(patcher) -> bool:

@@ -1,5 +1,6 @@
 """W2SD Expert Pair (MoE): the weak side of a mixture-of-experts model is the same model routing each
 token to worse experts on weak reflection calls (nodes/moe.py)."""
+
 from __future__ import annotations
 
 import logging
@@ -21,24 +22,36 @@ class W2SDExpertPairBuilder(io.ComfyNode):
             display_name="W2SD Expert Pair (MoE)",
             category=CATEGORY,
             **schema_extras("moe", "experts"),
-            description=("Builds a weak/strong pair from one mixture-of-experts model (HiDream, Hunyuan3D "
-                         "2.1): on weak reflection passes every routed layer sends each token to worse "
-                         "experts than its gate picks; normal steps and strong passes are the model "
-                         "exactly. Same weights, no copy. Connect the output to a W2SD sampler's model."),
+            description=(
+                "Builds a weak/strong pair from one mixture-of-experts model (HiDream, Hunyuan3D "
+                "2.1): on weak reflection passes every routed layer sends each token to worse "
+                "experts than its gate picks; normal steps and strong passes are the model "
+                "exactly. Same weights, no copy. Connect the output to a W2SD sampler's model."
+            ),
             inputs=[
                 io.Model.Input("model", tooltip="A mixture-of-experts diffusion model (e.g. HiDream-I1)."),
-                io.Int.Input("weak_start_rank", default=LOWEST, min=-1, max=256,
-                             tooltip="Which experts the weak side runs, by the gate's ranking (0 = best). "
-                                     "-1 = the k lowest-scoring (default). r >= 1 = the k experts from "
-                                     "rank r on (1 = the runners-up: a milder weak side)."),
-                io.Combo.Input("weak_weights", options=list(WEIGHTINGS), default=TOP_K_WEIGHTS,
-                               tooltip="How the weak experts are mixed. top-k weights: with the weights "
-                                       "the gate gives its top k (same strength, other experts). own "
-                                       "scores: with their own, smaller scores (the routed part fades)."),
+                io.Int.Input(
+                    "weak_start_rank",
+                    default=LOWEST,
+                    min=-1,
+                    max=256,
+                    tooltip="Which experts the weak side runs, by the gate's ranking (0 = best). "
+                    "-1 = the k lowest-scoring (default). r >= 1 = the k experts from "
+                    "rank r on (1 = the runners-up: a milder weak side).",
+                ),
+                io.Combo.Input(
+                    "weak_weights",
+                    options=list(WEIGHTINGS),
+                    default=TOP_K_WEIGHTS,
+                    tooltip="How the weak experts are mixed. top-k weights: with the weights "
+                    "the gate gives its top k (same strength, other experts). own "
+                    "scores: with their own, smaller scores (the routed part fades).",
+                ),
             ],
             outputs=[
-                io.Model.Output(display_name="model",
-                                tooltip="The model with the weak routing switched on for weak passes only."),
+                io.Model.Output(
+                    display_name="model", tooltip="The model with the weak routing switched on for weak passes only."
+                ),
                 io.String.Output(display_name="report", tooltip="Routed layers found and the weak routing."),
             ],
         )

@@ -11,6 +11,7 @@ so ComfyUI loads both at the start of sampling (never per step). The weak conds 
 weak model (its own ``extra_conds``), and weak calls run in its context (``pre_run`` / ``cleanup``)
 with its own model options.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,6 +45,7 @@ WEAK_MODEL_KEY = "w2sd_weak_model"
 
 class W2SDGuider(comfy.samplers.CFGGuider, pairs.KnowsWeakSide):
     evaluates_guidance = True
+
     def __init__(self, model_patcher, weak_model=None):
         relation = pairs.checked_relation(model_patcher, weak_model)
         if relation == pairs.SEPARATE:
@@ -54,8 +56,10 @@ class W2SDGuider(comfy.samplers.CFGGuider, pairs.KnowsWeakSide):
         self.weak_relation = relation
         self._options_model = weak_model if relation == pairs.OPTIONS else None
         if relation == pairs.OPTIONS:
-            log.info("W2SD Guider: the weak side is the same weights with other per-call patches: %s",
-                     ", ".join(pairs.option_differences(model_patcher, weak_model)) or "options")
+            log.info(
+                "W2SD Guider: the weak side is the same weights with other per-call patches: %s",
+                ", ".join(pairs.option_differences(model_patcher, weak_model)) or "options",
+            )
         self.strong_cfg = -1.0
         self.weak_cfg = -1.0
         self.has_weak_conds = False
@@ -66,8 +70,9 @@ class W2SDGuider(comfy.samplers.CFGGuider, pairs.KnowsWeakSide):
     def set_conds(self, positive, negative, weak_positive=None, weak_negative=None):
         weak_positive = positive if weak_positive is None else weak_positive
         weak_negative = negative if weak_negative is None else weak_negative
-        self.has_weak_conds = not (pairs.conds_equal(weak_positive, positive)
-                                   and pairs.conds_equal(weak_negative, negative))
+        self.has_weak_conds = not (
+            pairs.conds_equal(weak_positive, positive) and pairs.conds_equal(weak_negative, negative)
+        )
         conds = {"positive": positive, "negative": negative}
         if self.has_weak_conds or self.weak_relation == pairs.SEPARATE:
             # A second checkpoint needs the conds encoded for itself even when they are the same.
@@ -100,31 +105,43 @@ class W2SDGuider(comfy.samplers.CFGGuider, pairs.KnowsWeakSide):
         return out
 
     # ------------------------------------------------------------ sampling
-    def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None,
-               disable_pbar=False, seed=None):
+    def sample(
+        self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False, seed=None
+    ):
         compat.require()
         if not isinstance(sampler, ReflectingKSAMPLER):
-            if (isinstance(sampler, comfy.samplers.KSAMPLER)
-                    and type(sampler).sample is comfy.samplers.KSAMPLER.sample):
+            if isinstance(sampler, comfy.samplers.KSAMPLER) and type(sampler).sample is comfy.samplers.KSAMPLER.sample:
                 # The guider has no plan inputs: with a plain sampler it reflects with the defaults.
-                log.info("W2SD Guider: plain sampler given, reflecting with the default plan "
-                         "(use W2SD Sampler to choose it)")
+                log.info(
+                    "W2SD Guider: plain sampler given, reflecting with the default plan (use W2SD Sampler to choose it)"
+                )
                 sampler = wrap_sampler(sampler)
             else:
-                log.warning("W2SD Guider: %s cannot be wrapped for reflection; sampling without it",
-                            type(sampler).__name__)
-        return super().sample(noise, latent_image, sampler, sigmas, denoise_mask, callback,
-                              disable_pbar, seed)
+                log.warning(
+                    "W2SD Guider: %s cannot be wrapped for reflection; sampling without it", type(sampler).__name__
+                )
+        return super().sample(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
 
-    def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback,
-                     disable_pbar, seed, **kwargs):
+    def inner_sample(
+        self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback, disable_pbar, seed, **kwargs
+    ):
         # kwargs: what the running ComfyUI adds (latent_shapes since late 2025), passed on as is.
         with self._weak_conds_apart() as weak_conds:
             self.weak = self._weak_side(weak_conds, noise, latent_image, device, denoise_mask, seed, kwargs)
             try:
                 with self.weak.running():
-                    return super().inner_sample(noise, latent_image, device, sampler, sigmas,
-                                                denoise_mask, callback, disable_pbar, seed, **kwargs)
+                    return super().inner_sample(
+                        noise,
+                        latent_image,
+                        device,
+                        sampler,
+                        sigmas,
+                        denoise_mask,
+                        callback,
+                        disable_pbar,
+                        seed,
+                        **kwargs,
+                    )
             finally:
                 self.weak = None
 
@@ -156,8 +173,9 @@ class W2SDGuider(comfy.samplers.CFGGuider, pairs.KnowsWeakSide):
                 _own_controls(pair)
             if latent_image is not None and torch.count_nonzero(latent_image) > 0:
                 latent_image = model.process_latent_in(latent_image)
-            processed = comfy.samplers.process_conds(model, noise, pair, device, latent_image, denoise_mask,
-                                                     seed, **compat.process_conds_kwargs(kwargs))
+            processed = comfy.samplers.process_conds(
+                model, noise, pair, device, latent_image, denoise_mask, seed, **compat.process_conds_kwargs(kwargs)
+            )
             weak_conds.update({WEAK_POSITIVE: processed["positive"], WEAK_NEGATIVE: processed["negative"]})
         options_from = patcher if patcher is not None else self._options_model
         options = _model_options_of(options_from) if options_from is not None else None
@@ -190,13 +208,14 @@ class W2SDGuider(comfy.samplers.CFGGuider, pairs.KnowsWeakSide):
         if self.weak.options is None and batchable(strong, weak, self.model_patcher):
             d_strong, d_weak = sides_batched(strong, weak, x, timestep)
         else:
-            d_weak = weak.predict(x, timestep, seed)     # weak first: CFG++ keeps the strong uncond
+            d_weak = weak.predict(x, timestep, seed)  # weak first: CFG++ keeps the strong uncond
             d_strong = strong.predict(x, timestep, seed)
         return guide(d_strong, d_weak, w)
 
 
 class Side(NamedTuple):
     """One side of the pair as ``sampling_function`` takes it."""
+
     model: object
     uncond: list | None
     cond: list | None
@@ -204,8 +223,9 @@ class Side(NamedTuple):
     model_options: dict
 
     def predict(self, x, timestep, seed):
-        return comfy.samplers.sampling_function(self.model, x, timestep, self.uncond, self.cond, self.cfg,
-                                                model_options=self.model_options, seed=seed)
+        return comfy.samplers.sampling_function(
+            self.model, x, timestep, self.uncond, self.cond, self.cfg, model_options=self.model_options, seed=seed
+        )
 
     def conds_used(self) -> list:
         """[cond, uncond] as sampling_function evaluates them (no uncond at cfg 1)."""
@@ -217,28 +237,52 @@ def batchable(strong: Side, weak: Side, patcher) -> bool:
     """One model call can serve both sides when they run the same model (with the same options:
     the caller checks), nothing replaces ComfyUI's cond batching, and the model's own pair, if
     any, can tell the sides apart per chunk of the batch (a LoRA delta can)."""
-    return (strong.model is weak.model
-            and "sampler_calc_cond_batch_function" not in strong.model_options
-            and pairs.sides_batch_per_chunk(pairs.pair_attachment(patcher)))
+    return (
+        strong.model is weak.model
+        and "sampler_calc_cond_batch_function" not in strong.model_options
+        and pairs.sides_batch_per_chunk(pairs.pair_attachment(patcher))
+    )
 
 
 def sides_batched(strong: Side, weak: Side, x, timestep):
     """Both sides' predictions from one ``calc_cond_batch`` over their four conds, then each side's
     pre-CFG and CFG functions as ``sampling_function`` applies them."""
     conds = strong.conds_used() + weak.conds_used()
-    options = roles.with_role(strong.model_options, roles.GUIDE,
-                              **{roles.COND_ROLES_KEY: [roles.STRONG] * 2 + [roles.WEAK] * 2})
+    options = roles.with_role(
+        strong.model_options, roles.GUIDE, **{roles.COND_ROLES_KEY: [roles.STRONG] * 2 + [roles.WEAK] * 2}
+    )
     out = comfy.samplers.calc_cond_batch(strong.model, conds, x, timestep, options)
-    return tuple(_cfg(side, side_conds, side_out, x, timestep)
-                 for side, side_conds, side_out in ((strong, conds[:2], out[:2]), (weak, conds[2:], out[2:])))
+    return tuple(
+        _cfg(side, side_conds, side_out, x, timestep)
+        for side, side_conds, side_out in ((strong, conds[:2], out[:2]), (weak, conds[2:], out[2:]))
+    )
 
 
 def _cfg(side: Side, conds, out, x, timestep):
     for fn in side.model_options.get("sampler_pre_cfg_function", []):
-        out = fn({"conds": conds, "conds_out": out, "cond_scale": side.cfg, "timestep": timestep,
-                  "input": x, "sigma": timestep, "model": side.model, "model_options": side.model_options})
-    return comfy.samplers.cfg_function(side.model, out[0], out[1], side.cfg, x, timestep,
-                                       model_options=side.model_options, cond=conds[0], uncond=conds[1])
+        out = fn(
+            {
+                "conds": conds,
+                "conds_out": out,
+                "cond_scale": side.cfg,
+                "timestep": timestep,
+                "input": x,
+                "sigma": timestep,
+                "model": side.model,
+                "model_options": side.model_options,
+            }
+        )
+    return comfy.samplers.cfg_function(
+        side.model,
+        out[0],
+        out[1],
+        side.cfg,
+        x,
+        timestep,
+        model_options=side.model_options,
+        cond=conds[0],
+        uncond=conds[1],
+    )
 
 
 @dataclass
@@ -246,6 +290,7 @@ class WeakSide:
     """What the weak reflection pass of one run calls: its model (the strong one unless a second
     checkpoint), its processed conds (None: the strong conds), its own model options (None: the
     call's), and the second checkpoint's patcher, whose context wraps the run."""
+
     model: object
     conds: dict | None = None
     options: dict | None = None
@@ -299,10 +344,12 @@ def _model_options_of(patcher) -> dict:
     """A weak model's own options, prepared like CFGGuider prepares the strong model's."""
     options = comfy.model_patcher.create_model_options_clone(patcher.model_options)
     transformer_options = options.setdefault("transformer_options", {})
-    comfy.patcher_extension.merge_nested_dicts(transformer_options.setdefault("wrappers", {}),
-                                               patcher.wrappers, copy_dict1=False)
-    comfy.patcher_extension.merge_nested_dicts(transformer_options.setdefault("callbacks", {}),
-                                               patcher.callbacks, copy_dict1=False)
+    comfy.patcher_extension.merge_nested_dicts(
+        transformer_options.setdefault("wrappers", {}), patcher.wrappers, copy_dict1=False
+    )
+    comfy.patcher_extension.merge_nested_dicts(
+        transformer_options.setdefault("callbacks", {}), patcher.callbacks, copy_dict1=False
+    )
     return options
 
 
@@ -314,8 +361,17 @@ def _copy_control_chain(control):
     return copy
 
 
-def make_guider(model, positive, negative, cfg, weak_model=None, weak_positive=None,
-                weak_negative=None, strong_cfg=-1.0, weak_cfg=-1.0) -> W2SDGuider:
+def make_guider(
+    model,
+    positive,
+    negative,
+    cfg,
+    weak_model=None,
+    weak_positive=None,
+    weak_negative=None,
+    strong_cfg=-1.0,
+    weak_cfg=-1.0,
+) -> W2SDGuider:
     guider = W2SDGuider(model, weak_model)
     guider.set_conds(positive, negative, weak_positive, weak_negative)
     guider.set_cfgs(cfg, strong_cfg, weak_cfg)
@@ -330,16 +386,25 @@ class W2SDGuiderNode(io.ComfyNode):
             display_name="W2SD Guider",
             category=CATEGORY,
             **schema_extras(),
-            description=("A CFG guider with a weak side for W2SD reflection: a weak model (second "
-                         "checkpoint), a weak prompt and/or a weak CFG. Normal steps are exactly the CFG "
-                         "Guider's. Use with W2SD Sampler (a plain sampler reflects with the default "
-                         "plan) in SamplerCustomAdvanced."),
+            description=(
+                "A CFG guider with a weak side for W2SD reflection: a weak model (second "
+                "checkpoint), a weak prompt and/or a weak CFG. Normal steps are exactly the CFG "
+                "Guider's. Use with W2SD Sampler (a plain sampler reflects with the default "
+                "plan) in SamplerCustomAdvanced."
+            ),
             inputs=[
                 io.Model.Input("model", tooltip="The strong model: it samples and makes the strong reflection pass."),
                 io.Conditioning.Input("positive", tooltip="Positive conditioning of the strong side."),
                 io.Conditioning.Input("negative", tooltip="Negative conditioning of the strong side."),
-                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="The sampling CFG (normal steps)."),
+                io.Float.Input(
+                    "cfg",
+                    default=8.0,
+                    min=0.0,
+                    max=100.0,
+                    step=0.1,
+                    round=0.01,
+                    tooltip="The sampling CFG (normal steps).",
+                ),
                 *weak_side_inputs(),
                 *cfg_pair_inputs(),
             ],
@@ -347,9 +412,20 @@ class W2SDGuiderNode(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, cfg, weak_model=None, weak_positive=None,
-                weak_negative=None, strong_cfg=-1.0, weak_cfg=-1.0) -> io.NodeOutput:
+    def execute(
+        cls,
+        model,
+        positive,
+        negative,
+        cfg,
+        weak_model=None,
+        weak_positive=None,
+        weak_negative=None,
+        strong_cfg=-1.0,
+        weak_cfg=-1.0,
+    ) -> io.NodeOutput:
         compat.require()
         validate.inputs(cls, locals())
-        return io.NodeOutput(make_guider(model, positive, negative, cfg, weak_model, weak_positive,
-                                         weak_negative, strong_cfg, weak_cfg))
+        return io.NodeOutput(
+            make_guider(model, positive, negative, cfg, weak_model, weak_positive, weak_negative, strong_cfg, weak_cfg)
+        )

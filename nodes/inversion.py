@@ -14,6 +14,7 @@ With a noise_mask the unmasked regions come back as the input latent (see ``exec
 The ``inversion`` choices are ``next`` (default) and ``current``; the core's third
 mode, ``official``, exists only as part of a reflection (it needs the level after the target).
 """
+
 from __future__ import annotations
 
 import torch
@@ -40,24 +41,29 @@ def ascending_sigmas(sigmas) -> torch.Tensor:
         sigmas = torch.as_tensor(sigmas)
     sigmas = sigmas.detach().flatten().to(torch.float32).cpu()
     if sigmas.numel() < 2:
-        raise ValueError(f"W2SD Inversion Step needs at least 2 sigmas (a segment from a low to a high "
-                         f"noise level), got {sigmas.numel()}")
+        raise ValueError(
+            f"W2SD Inversion Step needs at least 2 sigmas (a segment from a low to a high "
+            f"noise level), got {sigmas.numel()}"
+        )
     if not bool(torch.isfinite(sigmas).all()):
         raise ValueError(f"W2SD Inversion Step got non-finite sigmas: {sigmas.tolist()}")
     if bool((sigmas < 0).any()):
         raise ValueError(f"W2SD Inversion Step got negative sigmas: {sigmas.tolist()}")
     if float(sigmas.max()) <= 0:
-        raise ValueError("W2SD Inversion Step got sigmas that are all zero: there is no noise level "
-                         "to invert to (connect e.g. the low_sigmas of SplitSigmas)")
+        raise ValueError(
+            "W2SD Inversion Step got sigmas that are all zero: there is no noise level "
+            "to invert to (connect e.g. the low_sigmas of SplitSigmas)"
+        )
     diffs = sigmas[1:] - sigmas[:-1]
     if bool((diffs <= 0).all()):
         sigmas = sigmas.flip(0)  # ComfyUI's usual descending schedule
     elif not bool((diffs >= 0).all()):
-        raise ValueError(f"W2SD Inversion Step needs a monotone schedule segment (descending as from a "
-                         f"scheduler, or ascending), got {sigmas.tolist()}")
+        raise ValueError(
+            f"W2SD Inversion Step needs a monotone schedule segment (descending as from a "
+            f"scheduler, or ascending), got {sigmas.tolist()}"
+        )
     if float(sigmas[0]) == float(sigmas[-1]):
-        raise ValueError(f"W2SD Inversion Step got a segment without any step: all sigmas equal "
-                         f"{float(sigmas[0])}")
+        raise ValueError(f"W2SD Inversion Step got a segment without any step: all sigmas equal {float(sigmas[0])}")
     return sigmas
 
 
@@ -80,10 +86,11 @@ def inversion_sampler(inversion: str) -> comfy.samplers.KSAMPLER:
         for i in range(steps):
             # Interruption is otherwise only checked in the progress hook.
             comfy.model_management.throw_exception_if_processing_interrupted()
-            x = invert(denoise, x, sigmas[i:i + 2], inversion=inversion)
+            x = invert(denoise, x, sigmas[i : i + 2], inversion=inversion)
             if callback is not None and "denoised" in last:
-                callback({"x": x, "i": i, "sigma": sigmas[i + 1], "sigma_hat": sigmas[i + 1],
-                          "denoised": last["denoised"]})
+                callback(
+                    {"x": x, "i": i, "sigma": sigmas[i + 1], "sigma_hat": sigmas[i + 1], "denoised": last["denoised"]}
+                )
         return x
 
     return comfy.samplers.KSAMPLER(sample_inversion)
@@ -104,36 +111,60 @@ class W2SDInversionStep(io.ComfyNode):
                 "(KSampler (Advanced) with add_noise disabled and start_at_step = the split step, or "
                 "SamplerCustomAdvanced with DisableNoise and the low sigmas of SplitSigmas) gives the "
                 "input latent back, up to the discretisation error. The building block of W2SD's "
-                "reflection, exposed for editing and inversion workflows."),
+                "reflection, exposed for editing and inversion workflows."
+            ),
             inputs=[
                 io.Model.Input("model", tooltip="The model whose predictions drive the inversion."),
-                io.Conditioning.Input("positive", tooltip="The conditioning the inversion follows "
-                                      "(use the prompt you will re-sample with for a faithful round trip)."),
-                io.Conditioning.Input("negative", tooltip="The negative conditioning (used only when cfg "
-                                      "is not 1.0)."),
-                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance scale of the inversion. 1.0 (the default, "
-                               "the usual choice) uses the positive conditioning only, one model pass per "
-                               "step; other values cost two passes per step. Re-sample with the same cfg "
-                               "for a faithful round trip."),
-                io.Latent.Input("latent", tooltip="The latent to invert, as a sampler left it at the "
-                                "segment's lowest sigma (a clean latent for a segment ending at 0). "
-                                "noise_mask, batch_index and other keys are kept."),
-                io.Sigmas.Input("sigmas", tooltip="The schedule segment to invert, descending as from a "
-                                "scheduler (e.g. the low_sigmas of SplitSigmas at step k): the inversion "
-                                "runs from its lowest sigma up to its highest, one model evaluation per "
-                                "step."),
-                io.Combo.Input("inversion", options=list(INVERSION_MODES), default="next", optional=True,
-                               tooltip="Noise label of each inversion step: 'next' evaluates the model at "
-                               "the level the latent sits at (standard DDIM inversion); 'current' at the "
-                               "level it is moved to (the W2SD paper's Eq. 5, the label the Euler step "
-                               "that re-samples it uses). Both are first order: the round-trip error "
-                               "shrinks in proportion to the step size."),
+                io.Conditioning.Input(
+                    "positive",
+                    tooltip="The conditioning the inversion follows "
+                    "(use the prompt you will re-sample with for a faithful round trip).",
+                ),
+                io.Conditioning.Input("negative", tooltip="The negative conditioning (used only when cfg is not 1.0)."),
+                io.Float.Input(
+                    "cfg",
+                    default=1.0,
+                    min=0.0,
+                    max=100.0,
+                    step=0.1,
+                    round=0.01,
+                    tooltip="Classifier-free guidance scale of the inversion. 1.0 (the default, "
+                    "the usual choice) uses the positive conditioning only, one model pass per "
+                    "step; other values cost two passes per step. Re-sample with the same cfg "
+                    "for a faithful round trip.",
+                ),
+                io.Latent.Input(
+                    "latent",
+                    tooltip="The latent to invert, as a sampler left it at the "
+                    "segment's lowest sigma (a clean latent for a segment ending at 0). "
+                    "noise_mask, batch_index and other keys are kept.",
+                ),
+                io.Sigmas.Input(
+                    "sigmas",
+                    tooltip="The schedule segment to invert, descending as from a "
+                    "scheduler (e.g. the low_sigmas of SplitSigmas at step k): the inversion "
+                    "runs from its lowest sigma up to its highest, one model evaluation per "
+                    "step.",
+                ),
+                io.Combo.Input(
+                    "inversion",
+                    options=list(INVERSION_MODES),
+                    default="next",
+                    optional=True,
+                    tooltip="Noise label of each inversion step: 'next' evaluates the model at "
+                    "the level the latent sits at (standard DDIM inversion); 'current' at the "
+                    "level it is moved to (the W2SD paper's Eq. 5, the label the Euler step "
+                    "that re-samples it uses). Both are first order: the round-trip error "
+                    "shrinks in proportion to the step size.",
+                ),
             ],
             outputs=[
-                io.Latent.Output(display_name="latent", tooltip="The latent at the segment's highest "
-                                 "sigma, ready for a sampler that starts there with no added noise "
-                                 "(KSampler (Advanced) add_noise disabled / DisableNoise)."),
+                io.Latent.Output(
+                    display_name="latent",
+                    tooltip="The latent at the segment's highest "
+                    "sigma, ready for a sampler that starts there with no added noise "
+                    "(KSampler (Advanced) add_noise disabled / DisableNoise).",
+                ),
             ],
         )
 
@@ -152,7 +183,8 @@ class W2SDInversionStep(io.ComfyNode):
                 f"{float(sigmas[-1]):g} (pure noise). A sampler started there without added noise "
                 f"multiplies the latent by 1 - sigma = 0, so no LATENT can carry the inverted noise. "
                 f"Invert a segment that stops below sigma 1 (e.g. SplitSigmas at step 1 or later, "
-                f"its low_sigmas) and start the re-sampling at that step.")
+                f"its low_sigmas) and start the re-sampling at that step."
+            )
         sampler = inversion_sampler(inversion)
 
         noise_mask = latent.get("noise_mask")
@@ -164,9 +196,16 @@ class W2SDInversionStep(io.ComfyNode):
         noise = compat.empty_noise(latent_image)
         steps = len(sigmas) - 1
         callback = latent_preview.prepare_callback(model, steps)
-        samples = guider.sample(noise, latent_image, sampler, sigmas, denoise_mask=noise_mask,
-                                callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
-                                seed=0)
+        samples = guider.sample(
+            noise,
+            latent_image,
+            sampler,
+            sigmas,
+            denoise_mask=noise_mask,
+            callback=callback,
+            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+            seed=0,
+        )
         samples = samples.to(comfy.model_management.intermediate_device())
         if noise_mask is not None:
             # Inside the model calls the inpaint wrapper holds unmasked regions on the input latent, and

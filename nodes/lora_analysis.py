@@ -1,6 +1,7 @@
 """How each patch of a LoRA applies to one model in a strength pair: in activation space (linear
 in the strength: LoRA, LoCon, plain diffs), fused once (strength-independent), or through ComfyUI
 weight hooks (everything else)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,8 +17,7 @@ from ..w2sd_core.lora_delta import BiasTerm, ConvGeometry, DenseTerm, LayerDelta
 
 # LoRA-file key prefixes that belong to text encoders: the builder is model-only (a CLIP LoRA loader
 # handles those), so they are counted apart from keys that failed to match the diffusion model.
-_TEXT_ENCODER_PREFIXES = ("lora_te", "text_encoder", "text_encoders.", "te_", "te1", "te2", "lora_clip",
-                          "clip_")
+_TEXT_ENCODER_PREFIXES = ("lora_te", "text_encoder", "text_encoders.", "te_", "te1", "te2", "lora_clip", "clip_")
 
 
 class _RecordingDict(dict):
@@ -42,11 +42,12 @@ class _RecordingDict(dict):
 @dataclass
 class LoraAnalysis:
     """How each patch of a LoRA will be applied to one model."""
-    fused: dict = field(default_factory=dict)        # add_patches at final strength
-    layers: dict = field(default_factory=dict)       # module name -> LayerDelta (activation space)
-    fallback: dict = field(default_factory=dict)     # patches applied via weight hooks, per role
+
+    fused: dict = field(default_factory=dict)  # add_patches at final strength
+    layers: dict = field(default_factory=dict)  # module name -> LayerDelta (activation space)
+    fallback: dict = field(default_factory=dict)  # patches applied via weight hooks, per role
     fallback_kinds: dict = field(default_factory=dict)
-    skipped: list = field(default_factory=list)      # (key, reason): not applied at all
+    skipped: list = field(default_factory=list)  # (key, reason): not applied at all
     counts: dict = field(default_factory=dict)
     file_keys: int = 0
     text_encoder_keys: int = 0
@@ -96,6 +97,7 @@ class SameAtEveryStrength:
 class NeedsHooks:
     """A patch that is not linear in the strength (or not on a Linear/Conv weight): applied per
     role through ComfyUI weight hooks. ``kind`` names it in the report."""
+
     kind: str
 
 
@@ -180,7 +182,7 @@ def analyse_lora(model, lora_sd: dict) -> LoraAnalysis:
         geometry = _geometry(module) if module is not None else None
         how = classify(value, param, geometry, function, weight_slice)
         if isinstance(how, SameAtEveryStrength):
-            result.fused[key] = value        # same at every strength: fused once, no delta
+            result.fused[key] = value  # same at every strength: fused once, no delta
             counts["set"] += 1
             continue
         if isinstance(how, NeedsHooks):
@@ -188,7 +190,7 @@ def analyse_lora(model, lora_sd: dict) -> LoraAnalysis:
             result.fallback_kinds[how.kind] = result.fallback_kinds.get(how.kind, 0) + 1
             continue
         try:
-            LayerDelta([how], geometry)       # validates shapes: a clear report, no traceback later
+            LayerDelta([how], geometry)  # validates shapes: a clear report, no traceback later
         except ValueError as e:
             result.skipped.append((param_key, str(e)))
             continue
@@ -239,8 +241,11 @@ def check_base_model(model, analysis: LoraAnalysis, lora_name: str) -> list[str]
         raise ValueError(
             f"W2SD Weak Model Builder: the model already carries the LoRA '{lora_name}' on {identical} of "
             f"{analysis.patch_count} of its weights (a LoRA loader upstream?). Connect the model from before "
-            f"that loader: this node fuses the LoRA at final_strength itself.")
+            f"that loader: this node fuses the LoRA at final_strength itself."
+        )
     if patched:
-        return [f"{patched} of the LoRA's weights already carry other patches (another LoRA?); they stack "
-                f"as with two LoRA loaders"]
+        return [
+            f"{patched} of the LoRA's weights already carry other patches (another LoRA?); they stack "
+            f"as with two LoRA loaders"
+        ]
     return []

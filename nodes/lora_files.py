@@ -1,5 +1,6 @@
 """LoRA files for the pair builders: read once, named in one line when unreadable, and kept only
 while a model built from them is alive."""
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,8 @@ def load_lora_file(lora_name: str):
         raise ValueError(
             f"W2SD Weak Model Builder: the LoRA file '{lora_name}' ({stat.st_size} bytes) cannot be "
             f"read ({type(e).__name__}: {reason}); it is truncated, empty or not a LoRA file: "
-            f"download it again, or choose another lora_name.") from e
+            f"download it again, or choose another lora_name."
+        ) from e
     return key, sd
 
 

@@ -7,6 +7,7 @@ layers add ``(s_role - s_final)·ΔW·x`` in activation space (w2sd_core.lora_de
 with the model as ModelPatcher injections and an APPLY_MODEL wrapper switches them per call.
 Patches that are not linear in the strength go through ComfyUI weight hooks, one group per role.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,14 +34,15 @@ MAX_CACHED_FRACTION = 0.5
 @dataclass
 class LoraPair:
     """What building a pair made: the model, how the LoRA applies, and what the user should know."""
+
     model: object
     analysis: LoraAnalysis
     lora_name: str
-    strengths: dict                      # None (final) / STRONG / WEAK -> strength
+    strengths: dict  # None (final) / STRONG / WEAK -> strength
     warnings: list = field(default_factory=list)
-    fallback_bytes: int = 0              # weights the weight hooks cover
-    fallback_cached: bool = False        # one patched copy per role (else recomputed per switch)
-    stacked_on: dict | None = None       # an earlier builder's pair on the same model
+    fallback_bytes: int = 0  # weights the weight hooks cover
+    fallback_cached: bool = False  # one patched copy per role (else recomputed per switch)
+    stacked_on: dict | None = None  # an earlier builder's pair on the same model
 
     @property
     def attachment(self) -> dict:
@@ -61,10 +63,14 @@ def _static_patcher(model, analysis: LoraAnalysis):
             f"W2SD Weak Model Builder: this LoRA has patches that are not linear in the strength "
             f"({kinds}); they need ComfyUI weight hooks, which dynamic VRAM does not implement, and "
             f"this model cannot be reloaded without it ({e}). Start ComfyUI with "
-            f"--disable-dynamic-vram, or use a plain LoRA/LoCon for the pair.") from e
-    log.warning("W2SD Weak Model Builder: %s patches need weight hooks; dynamic VRAM has none, so "
-                "the pair uses a static copy of the model (more memory; --disable-dynamic-vram "
-                "avoids the copy)", kinds)
+            f"--disable-dynamic-vram, or use a plain LoRA/LoCon for the pair."
+        ) from e
+    log.warning(
+        "W2SD Weak Model Builder: %s patches need weight hooks; dynamic VRAM has none, so "
+        "the pair uses a static copy of the model (more memory; --disable-dynamic-vram "
+        "avoids the copy)",
+        kinds,
+    )
     return static
 
 
@@ -74,16 +80,20 @@ def _analyse(model, lora_sd: dict, lora_name: str) -> tuple[LoraAnalysis, list]:
         te = f"; {analysis.text_encoder_keys} of them are text-encoder keys" if analysis.text_encoder_keys else ""
         raise ValueError(
             f"W2SD Weak Model Builder: the LoRA '{lora_name}' matches none of this model's weights "
-            f"({analysis.file_keys} keys in the file{te}). Is it a LoRA for another model family?")
+            f"({analysis.file_keys} keys in the file{te}). Is it a LoRA for another model family?"
+        )
     warnings = check_base_model(model, analysis, lora_name)
     if analysis.unmatched_keys:
         warnings.append(
             f"partial match: {len(analysis.unmatched_keys)} of {analysis.file_keys - analysis.text_encoder_keys} "
             f"diffusion-model keys of the file match no weight of this model and are ignored "
-            f"(first: {', '.join(analysis.unmatched_keys[:3])})")
+            f"(first: {', '.join(analysis.unmatched_keys[:3])})"
+        )
     if analysis.skipped:
-        warnings.append(f"{len(analysis.skipped)} patches skipped (their shapes do not fit this model): "
-                        + "; ".join(f"{k}: {why}" for k, why in analysis.skipped[:3]))
+        warnings.append(
+            f"{len(analysis.skipped)} patches skipped (their shapes do not fit this model): "
+            + "; ".join(f"{k}: {why}" for k, why in analysis.skipped[:3])
+        )
     return analysis, warnings
 
 
@@ -99,20 +109,23 @@ def _add_runtime(out, analysis: LoraAnalysis, role_delta: dict, key: str):
 def _add_fallback(out, model, analysis: LoraAnalysis, strengths: dict, key: str) -> tuple[int, bool]:
     fallback = WeightHookFallback(analysis.fallback, strengths)
     fallback.register(out)
-    out.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, key + ":hooks",
-                             fallback.apply_model_wrapper)
+    out.add_wrapper_with_key(
+        comfy.patcher_extension.WrappersMP.APPLY_MODEL, key + ":hooks", fallback.apply_model_wrapper
+    )
     weights = fallback.weight_bytes(model)
     # Three cached copies of much more would rival the model itself: then ComfyUI recomputes the
     # patched weights at each switch instead (slow, but no extra copies beyond the backup).
     cached = 3 * weights <= MAX_CACHED_FRACTION * model.model_size()
     if cached:
-        out.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, key + ":hooks",
-                                 WeightHookFallback.outer_sample_wrapper)
+        out.add_wrapper_with_key(
+            comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, key + ":hooks", WeightHookFallback.outer_sample_wrapper
+        )
     return weights, cached
 
 
-def build_lora_pair(model, lora_sd: dict, lora_name: str, final_strength: float, strong_strength: float,
-                    weak_strength: float) -> LoraPair:
+def build_lora_pair(
+    model, lora_sd: dict, lora_name: str, final_strength: float, strong_strength: float, weak_strength: float
+) -> LoraPair:
     analysis, warnings = _analyse(model, lora_sd, lora_name)
     out = (_static_patcher(model, analysis) if analysis.fallback else model).clone()
     key = f"{KEY_PREFIX}:{uuid.uuid4().hex[:8]}"
@@ -133,10 +146,20 @@ def build_lora_pair(model, lora_sd: dict, lora_name: str, final_strength: float,
         # A builder upstream: its injection and wrapper travel with the clone and keep applying its
         # role strengths, so the summary the samplers print must name both pairs.
         summary = f"{pair.stacked_on.get('summary')} + {summary}"
-    out.set_attachments(PAIR_ATTACHMENT, {
-        "kind": "lora_delta", "summary": summary, "lora": lora_name,
-        "final_strength": final_strength, "strong_strength": strong_strength, "weak_strength": weak_strength,
-        "layers": len(analysis.layers), "fallback_patches": len(analysis.fallback), "key": key,
-        "runtime": runtime, "stacked_on": pair.stacked_on,
-    })
+    out.set_attachments(
+        PAIR_ATTACHMENT,
+        {
+            "kind": "lora_delta",
+            "summary": summary,
+            "lora": lora_name,
+            "final_strength": final_strength,
+            "strong_strength": strong_strength,
+            "weak_strength": weak_strength,
+            "layers": len(analysis.layers),
+            "fallback_patches": len(analysis.fallback),
+            "key": key,
+            "runtime": runtime,
+            "stacked_on": pair.stacked_on,
+        },
+    )
     return pair

@@ -1,6 +1,7 @@
 """A LoRA pair at sampling time: the activation-space deltas switched per call by the role tag
 (forward hooks installed as ModelPatcher injections, an APPLY_MODEL wrapper), and the weight-hook
 fallback for patches that are not linear in the strength."""
+
 from __future__ import annotations
 
 import logging
@@ -26,7 +27,7 @@ class LoraDeltaRuntime:
 
     def __init__(self, layers: dict[str, LayerDelta], strengths: dict, key: str):
         self.layers = layers
-        self.strengths = strengths                 # role -> s_role - s_final
+        self.strengths = strengths  # role -> s_role - s_final
         self.key = key
         self._local = threading.local()
         self._hooks = OwnedHooks({name: self._hook(name) for name in layers}, with_kwargs=True)
@@ -73,6 +74,7 @@ class LoraDeltaRuntime:
             if isinstance(strength, tuple):
                 return _add_per_chunk(delta, output, x, strength, name)
             return delta.add_to(output, x, strength)
+
         return hook
 
     def _strength_of(self, args, kwargs):
@@ -104,9 +106,13 @@ class LoraDeltaRuntime:
             if missing:
                 # A layer whose weight is used without calling the module (custom forward code) never
                 # sees its hook: say so instead of running a silently partial delta.
-                log.warning("W2SD LoRA delta: %d of %d LoRA'd layers were not called as modules in a "
-                            "reflection pass, so the role strengths do not reach them (first: %s)",
-                            len(missing), len(self.layers), ", ".join(missing[:5]))
+                log.warning(
+                    "W2SD LoRA delta: %d of %d LoRA'd layers were not called as modules in a "
+                    "reflection pass, so the role strengths do not reach them (first: %s)",
+                    len(missing),
+                    len(self.layers),
+                    ", ".join(missing[:5]),
+                )
         return out
 
 
@@ -118,13 +124,17 @@ def _add_per_chunk(delta, output, x, strengths: tuple, name: str):
     """A batched guided call: chunk j of the batch (one cond list each) gets strength j."""
     k = len(strengths)
     if output.shape[0] % k or x.shape[0] != output.shape[0]:
-        raise RuntimeError(f"W2SD LoRA delta: layer {name} does not see the batch first, so one batched "
-                           f"call cannot give each side its strength; use mode reflect with this model.")
+        raise RuntimeError(
+            f"W2SD LoRA delta: layer {name} does not see the batch first, so one batched "
+            f"call cannot give each side its strength; use mode reflect with this model."
+        )
     b = output.shape[0] // k
-    parts = [delta.add_to(output.narrow(0, j * b, b), x.narrow(0, j * b, b), s) if s
-             else output.narrow(0, j * b, b) for j, s in enumerate(strengths)]
+    parts = [
+        delta.add_to(output.narrow(0, j * b, b), x.narrow(0, j * b, b), s) if s else output.narrow(0, j * b, b)
+        for j, s in enumerate(strengths)
+    ]
     if all(p.data_ptr() == output.narrow(0, j * b, b).data_ptr() for j, p in enumerate(parts)):
-        return output                     # added in place
+        return output  # added in place
     return torch.cat(parts)
 
 

@@ -15,6 +15,7 @@ with a softmax over a Linear map of the token and return ``(topk_idx, topk_weigh
 Wan 2.2's "MoE" is two whole models switched by noise level, not a routed layer: pair each of those
 like any other model.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -33,8 +34,10 @@ from .roles import PAIR_ATTACHMENT, WEAK, role_of_apply_model
 
 #: (module, class) of the routed-expert gates this pack knows; absent ones are skipped, so a
 #: release without a family still loads.
-KNOWN_GATES = (("comfy.ldm.hidream.model", "MoEGate", "HiDream"),
-               ("comfy.ldm.hunyuan3dv2_1.hunyuandit", "MoEGate", "Hunyuan3D 2.1"))
+KNOWN_GATES = (
+    ("comfy.ldm.hidream.model", "MoEGate", "HiDream"),
+    ("comfy.ldm.hunyuan3dv2_1.hunyuandit", "MoEGate", "Hunyuan3D 2.1"),
+)
 
 LOWEST = -1
 TOP_K_WEIGHTS = "top-k weights"
@@ -64,8 +67,10 @@ def gate_shape(gate) -> tuple[int, int]:
     """(experts, experts per token) of a gate; raises for a scoring this module cannot redo."""
     scoring = getattr(gate, "scoring_func", "softmax")
     if scoring != "softmax":
-        raise ValueError(f"W2SD Expert Pair: a gate scores its experts with {scoring!r}; only softmax "
-                         f"gates can be re-routed. Use a LoRA or CFG pair for this model.")
+        raise ValueError(
+            f"W2SD Expert Pair: a gate scores its experts with {scoring!r}; only softmax "
+            f"gates can be re-routed. Use a LoRA or CFG pair for this model."
+        )
     return int(gate.n_routed_experts), int(gate.top_k)
 
 
@@ -75,6 +80,7 @@ class Routing:
     (``LOWEST``: the k lowest), weighted by what the top k would get (``TOP_K_WEIGHTS``: the routed
     path keeps its strength, only the experts change) or by their own scores (``OWN_SCORES``:
     the worse experts also count for less)."""
+
     start: int = LOWEST
     weighting: str = TOP_K_WEIGHTS
 
@@ -83,8 +89,7 @@ class Routing:
 
     def describe(self, experts: int, k: int) -> str:
         start = self.start_for(experts, k)
-        which = (f"the {k} lowest-scoring" if start == experts - k
-                 else f"ranks {start + 1}-{start + k} (1 = best)")
+        which = f"the {k} lowest-scoring" if start == experts - k else f"ranks {start + 1}-{start + k} (1 = best)"
         return f"{which} of {experts} experts, {self.weighting}"
 
     def route(self, gate, hidden_states):
@@ -96,10 +101,10 @@ class Routing:
         experts, k = int(gate.n_routed_experts), int(gate.top_k)
         start = self.start_for(experts, k)
         ranked, order = torch.sort(scores, dim=-1, descending=True)
-        idx = order[:, start:start + k].contiguous()      # the layer views it flat
-        w = (ranked[:, :k] if self.weighting == TOP_K_WEIGHTS else ranked[:, start:start + k]).contiguous()
+        idx = order[:, start : start + k].contiguous()  # the layer views it flat
+        w = (ranked[:, :k] if self.weighting == TOP_K_WEIGHTS else ranked[:, start : start + k]).contiguous()
         if k > 1 and getattr(gate, "norm_topk_prob", False):
-            w = w / (w.sum(dim=-1, keepdim=True) + 1e-20)     # as the gate normalises its top k
+            w = w / (w.sum(dim=-1, keepdim=True) + 1e-20)  # as the gate normalises its top k
         return idx, w, None
 
 
@@ -122,7 +127,7 @@ class ExpertRouting:
 
     def _hook(self, gate, args, output):
         if not getattr(self._local, "weak", False):
-            return None                       # normal and strong calls: the gate's own routing
+            return None  # normal and strong calls: the gate's own routing
         return self.routing.route(gate, args[0])
 
     def apply_model_wrapper(self, executor, *args, **kwargs):
@@ -138,33 +143,43 @@ class ExpertRouting:
 
 # ---------------------------------------------------------------- building the pair
 
+
 def build_expert_pair(model, routing: Routing):
     """A clone of ``model`` whose weak reflection calls route to other experts. Returns (model,
     report lines, pair attachment). Raises ValueError naming the fix when there is nothing to route."""
     gates = find_gates(model.model)
     if not gates:
         known = ", ".join(family for _, _, family in KNOWN_GATES)
-        raise ValueError(f"W2SD Expert Pair: this model ({type(model.model).__name__}) has no routed-expert "
-                         f"gates W2SD knows ({known}). For a dense model use W2SD Weak Model Builder "
-                         f"(LoRA) or a CFG / prompt pair.")
+        raise ValueError(
+            f"W2SD Expert Pair: this model ({type(model.model).__name__}) has no routed-expert "
+            f"gates W2SD knows ({known}). For a dense model use W2SD Weak Model Builder "
+            f"(LoRA) or a CFG / prompt pair."
+        )
     shapes = {name: gate_shape(g) for name, g in gates.items()}
     if routing.start == 0:
-        raise ValueError("W2SD Expert Pair: weak_start_rank 0 is the model's own top-k routing, so the "
-                         "weak side would equal the strong one. Use -1 (lowest-scoring) or a rank >= 1.")
+        raise ValueError(
+            "W2SD Expert Pair: weak_start_rank 0 is the model's own top-k routing, so the "
+            "weak side would equal the strong one. Use -1 (lowest-scoring) or a rank >= 1."
+        )
     if all(n <= k for n, k in shapes.values()):
-        raise ValueError("W2SD Expert Pair: every gate already runs all of its experts for each token, "
-                         "so no worse experts are left to route to. Use a LoRA or CFG pair.")
+        raise ValueError(
+            "W2SD Expert Pair: every gate already runs all of its experts for each token, "
+            "so no worse experts are left to route to. Use a LoRA or CFG pair."
+        )
     lines = [f"W2SD Expert Pair: {len(gates)} routed layers ({gate_classes()[type(next(iter(gates.values())))]})"]
     for (n, k), count in _counts(shapes.values()).items():
         note = "" if n > k else " (all experts run: unchanged)"
-        lines.append(f"{count} x: weak side routes each token to {routing.describe(n, k)}{note}; "
-                     f"strong side and normal steps: top {k}")
+        lines.append(
+            f"{count} x: weak side routes each token to {routing.describe(n, k)}{note}; "
+            f"strong side and normal steps: top {k}"
+        )
     if routing.start != LOWEST and any(routing.start > n - k for n, k in shapes.values()):
-        lines.append("note: weak_start_rank is past the last full group of experts; the lowest-scoring "
-                     "group is used there")
+        lines.append(
+            "note: weak_start_rank is past the last full group of experts; the lowest-scoring group is used there"
+        )
     lines.append("extra memory: none (same weights; one more gate projection per routed layer on weak calls)")
     out = model.clone()
-    key = f"w2sd_experts:{uuid.uuid4().hex[:8]}"   # stacked pairs each keep their own
+    key = f"w2sd_experts:{uuid.uuid4().hex[:8]}"  # stacked pairs each keep their own
     runtime = ExpertRouting(list(gates), routing)
     out.set_injections(key, [comfy.patcher_extension.PatcherInjection(runtime.inject, runtime.eject)])
     out.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, key, runtime.apply_model_wrapper)
@@ -174,8 +189,14 @@ def build_expert_pair(model, routing: Routing):
     if stacked_on:
         lines.append(f"stacked on an earlier pair, which stays active: {stacked_on.get('summary')}")
         summary = f"{stacked_on.get('summary')} + {summary}"
-    attachment = {"kind": "moe_experts", "summary": summary, "gates": len(gates), "runtime": runtime,
-                  "key": key, "stacked_on": stacked_on}
+    attachment = {
+        "kind": "moe_experts",
+        "summary": summary,
+        "gates": len(gates),
+        "runtime": runtime,
+        "key": key,
+        "stacked_on": stacked_on,
+    }
     out.set_attachments(PAIR_ATTACHMENT, attachment)
     return out, lines, attachment
 

@@ -1,4 +1,5 @@
 """Forward hooks that come and go with a model: installed and removed as a ModelPatcher injection."""
+
 from __future__ import annotations
 
 import threading

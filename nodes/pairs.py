@@ -5,6 +5,7 @@ Reflection moves a latent down with the strong denoiser and back up with the wea
 must read the same latent space on the same noise schedule. Everything here turns a mismatch into
 a ValueError that names what differs, before any sampling starts.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,9 +19,10 @@ import comfy.samplers
 from .roles import PAIR_ATTACHMENT
 
 #: How a weak MODEL relates to the strong one (see ``relation``).
-SAME = "same"            # nothing to do: the weak side is the strong model itself
-OPTIONS = "options"      # the strong model's own weights with other model options (attention patches...)
-SEPARATE = "separate"    # other weights (a second checkpoint): loaded beside the strong one
+SAME = "same"  # nothing to do: the weak side is the strong model itself
+OPTIONS = "options"  # the strong model's own weights with other model options (attention patches...)
+SEPARATE = "separate"  # other weights (a second checkpoint): loaded beside the strong one
+
 
 def _classes(*names):
     """The model-sampling classes of this ComfyUI among ``names`` (releases add and keep them)."""
@@ -28,12 +30,22 @@ def _classes(*names):
 
 
 #: Most specific first: isinstance picks the first match.
-_PREDICTIONS = tuple((cls, label) for names, label in (
-    (("IMG_TO_IMG_FLOW",), "flow img2img"), (("IMG_TO_IMG_VELOCITY",), "flow img2img (velocity)"),
-    (("CONST",), "flow (CONST)"), (("COSMOS_RFLOW",), "Cosmos rectified flow"),
-    (("V_PREDICTION_DDPM",), "v-prediction (DDPM)"), (("IMG_TO_IMG",), "img2img"), (("X0",), "x0"),
-    (("EDM",), "EDM"), (("V_PREDICTION",), "v-prediction"), (("EPS",), "eps"),
-) for cls in _classes(*names))
+_PREDICTIONS = tuple(
+    (cls, label)
+    for names, label in (
+        (("IMG_TO_IMG_FLOW",), "flow img2img"),
+        (("IMG_TO_IMG_VELOCITY",), "flow img2img (velocity)"),
+        (("CONST",), "flow (CONST)"),
+        (("COSMOS_RFLOW",), "Cosmos rectified flow"),
+        (("V_PREDICTION_DDPM",), "v-prediction (DDPM)"),
+        (("IMG_TO_IMG",), "img2img"),
+        (("X0",), "x0"),
+        (("EDM",), "EDM"),
+        (("V_PREDICTION",), "v-prediction"),
+        (("EPS",), "eps"),
+    )
+    for cls in _classes(*names)
+)
 
 #: Sampler space x = x0 + sigma * noise (ComfyUI's noise_scaling for these): denoisers of the
 #: eps family and Cosmos' rectified flow are comparable at equal sigma.
@@ -62,7 +74,7 @@ def family(model_sampling) -> str:
         return "flow"
     if isinstance(model_sampling, _VARIANCE_EXPLODING):
         return "x0 + sigma * noise"
-    return prediction_name(model_sampling)     # unknown to W2SD: only its own kind pairs with it
+    return prediction_name(model_sampling)  # unknown to W2SD: only its own kind pairs with it
 
 
 def validate_pair(strong, weak) -> None:
@@ -79,24 +91,31 @@ def validate_pair(strong, weak) -> None:
     strong_format = strong.get_model_object("latent_format")
     weak_format = weak.get_model_object("latent_format")
     if type(strong_format) is not type(weak_format):
-        problems.append(f"latent format: strong is {type(strong_format).__name__}, "
-                        f"weak is {type(weak_format).__name__}")
+        problems.append(
+            f"latent format: strong is {type(strong_format).__name__}, weak is {type(weak_format).__name__}"
+        )
     strong_ms = strong.get_model_object("model_sampling")
     weak_ms = weak.get_model_object("model_sampling")
     if family(strong_ms) != family(weak_ms):
-        problems.append(f"model type: strong is {prediction_name(strong_ms)}, weak is "
-                        f"{prediction_name(weak_ms)} (they do not sample in one latent space: "
-                        f"{family(strong_ms)} vs {family(weak_ms)})")
+        problems.append(
+            f"model type: strong is {prediction_name(strong_ms)}, weak is "
+            f"{prediction_name(weak_ms)} (they do not sample in one latent space: "
+            f"{family(strong_ms)} vs {family(weak_ms)})"
+        )
     elif not is_flow(strong_ms):
         s_range = (float(strong_ms.sigma_min), float(strong_ms.sigma_max))
         w_range = (float(weak_ms.sigma_min), float(weak_ms.sigma_max))
         if not all(math.isclose(a, b, rel_tol=1e-3, abs_tol=1e-6) for a, b in zip(s_range, w_range)):
-            problems.append(f"sigma range: strong {s_range[0]:.4g}..{s_range[1]:.4g}, "
-                            f"weak {w_range[0]:.4g}..{w_range[1]:.4g}")
+            problems.append(
+                f"sigma range: strong {s_range[0]:.4g}..{s_range[1]:.4g}, weak {w_range[0]:.4g}..{w_range[1]:.4g}"
+            )
     if problems:
-        raise ValueError("W2SD: weak_model cannot be paired with model: " + "; ".join(problems)
-                         + ". Both models must share one latent space and one noise schedule "
-                           "(e.g. two SDXL checkpoints, or two SD1.5 ones).")
+        raise ValueError(
+            "W2SD: weak_model cannot be paired with model: "
+            + "; ".join(problems)
+            + ". Both models must share one latent space and one noise schedule "
+            "(e.g. two SDXL checkpoints, or two SD1.5 ones)."
+        )
 
 
 def checked_relation(strong, weak) -> str:
@@ -111,8 +130,9 @@ def checked_relation(strong, weak) -> str:
 
 
 def _object_patches_differ(a, b) -> bool:
-    return (a.object_patches.keys() != b.object_patches.keys()
-            or any(a.object_patches[k] is not b.object_patches[k] for k in a.object_patches))
+    return a.object_patches.keys() != b.object_patches.keys() or any(
+        a.object_patches[k] is not b.object_patches[k] for k in a.object_patches
+    )
 
 
 def _same_weights(a, b) -> bool:
@@ -130,9 +150,11 @@ def _same_weights(a, b) -> bool:
 
 
 #: Object patches replace parts of the loaded model, so one loaded model cannot carry two versions.
-_OBJECT_PATCH_SOURCES = {"model_sampling": "a ModelSampling node", "diffusion_model":
-                         "a node that replaces the diffusion model (compile, caching)",
-                         "manual_cast_dtype": "a compute-dtype node"}
+_OBJECT_PATCH_SOURCES = {
+    "model_sampling": "a ModelSampling node",
+    "diffusion_model": "a node that replaces the diffusion model (compile, caching)",
+    "manual_cast_dtype": "a compute-dtype node",
+}
 
 #: Wrapper types ComfyUI runs once per sampling run from the strong model's options (the guider's
 #: outer_sample, prepare_sampling, sampler_sample, predict_noise). Per-call types (calc_cond_batch,
@@ -146,10 +168,16 @@ PER_RUN_OPTIONS = {"denoise_mask_function": "a denoise mask function (e.g. Diffe
 def per_run_differences(strong, weak) -> list[str]:
     """What differs between two option sets of one model that ComfyUI applies per sampling run,
     not per model call: such a difference cannot be given to the weak calls alone."""
-    out = [f"{what}" for key, what in PER_RUN_OPTIONS.items()
-           if not equal(strong.model_options.get(key), weak.model_options.get(key))]
-    out += [f"{kind} wrappers" for kind in PER_RUN_WRAPPERS
-            if not equal(strong.wrappers.get(kind) or {}, weak.wrappers.get(kind) or {})]
+    out = [
+        f"{what}"
+        for key, what in PER_RUN_OPTIONS.items()
+        if not equal(strong.model_options.get(key), weak.model_options.get(key))
+    ]
+    out += [
+        f"{kind} wrappers"
+        for kind in PER_RUN_WRAPPERS
+        if not equal(strong.wrappers.get(kind) or {}, weak.wrappers.get(kind) or {})
+    ]
     if not equal({k: v for k, v in strong.callbacks.items() if v}, {k: v for k, v in weak.callbacks.items() if v}):
         out.append("model callbacks (run at load / pre-run / cleanup)")
     return out
@@ -163,10 +191,16 @@ def option_differences(strong, weak) -> list[str]:
     for group in ("patches", "patches_replace"):
         ga, gb = ta.get(group, {}), tb.get(group, {})
         out += [k for k in sorted(ga.keys() | gb.keys()) if not equal(ga.get(k), gb.get(k))]
-    out += [k for k in sorted((ta.keys() | tb.keys()) - {"patches", "patches_replace", "wrappers", "callbacks"})
-            if not equal(ta.get(k), tb.get(k))]
-    out += [f"{k} wrappers" for k in sorted(strong.wrappers.keys() | weak.wrappers.keys())
-            if not equal(strong.wrappers.get(k) or {}, weak.wrappers.get(k) or {})]
+    out += [
+        k
+        for k in sorted((ta.keys() | tb.keys()) - {"patches", "patches_replace", "wrappers", "callbacks"})
+        if not equal(ta.get(k), tb.get(k))
+    ]
+    out += [
+        f"{k} wrappers"
+        for k in sorted(strong.wrappers.keys() | weak.wrappers.keys())
+        if not equal(strong.wrappers.get(k) or {}, weak.wrappers.get(k) or {})
+    ]
     return out
 
 
@@ -188,7 +222,8 @@ def relation(strong, weak) -> str:
             f"W2SD: weak_model is model with other patches, and some of them act once per sampling run, "
             f"not per model call: {'; '.join(per_run)}. One run cannot give them to the weak passes "
             f"alone. Apply those to both models (or neither) and keep the per-call patches (attention, "
-            f"block, CFG-function patches, model_function_wrapper) as the difference.")
+            f"block, CFG-function patches, model_function_wrapper) as the difference."
+        )
     return OPTIONS
 
 
@@ -197,21 +232,26 @@ def _refuse_weight_difference(strong, weak):
     # switch between them restores, re-patches and moves the whole model, three times per
     # reflected step. That is unusably slow, so refuse it with the way out.
     if _object_patches_differ(strong, weak):
-        keys = sorted(k for k in strong.object_patches.keys() | weak.object_patches.keys()
-                      if strong.object_patches.get(k) is not weak.object_patches.get(k))
+        keys = sorted(
+            k
+            for k in strong.object_patches.keys() | weak.object_patches.keys()
+            if strong.object_patches.get(k) is not weak.object_patches.get(k)
+        )
         sources = sorted({_OBJECT_PATCH_SOURCES.get(k, f"a node that sets {k}") for k in keys})
         raise ValueError(
             f"W2SD: weak_model is the same checkpoint as model with other object patches "
             f"({', '.join(keys)}; {', '.join(sources)} on one side only). One loaded model "
             f"cannot be both at once: patch both sides the same way, or load a second "
-            f"checkpoint as weak_model.")
+            f"checkpoint as weak_model."
+        )
     raise ValueError(
         "W2SD: weak_model is the same checkpoint as model with different weight patches "
         "(e.g. a LoRA at another strength, or a weight-editing node such as the attention "
         "multiply nodes on one side). Sampling the two in turn would reload the weights three "
         "times per reflected step. For a LoRA use 'W2SD Weak Model Builder' (it applies the LoRA "
         "difference per role without switching weights); otherwise patch both sides the same "
-        "way, or load a second checkpoint as weak_model.")
+        "way, or load a second checkpoint as weak_model."
+    )
 
 
 def equal(a, b) -> bool:
@@ -220,8 +260,13 @@ def equal(a, b) -> bool:
     if a is b:
         return True
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
-                and a.dtype == b.dtype and torch.equal(a, b.to(a.device)))
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and torch.equal(a, b.to(a.device))
+        )
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(equal(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
@@ -263,8 +308,9 @@ def describe_attachment(attachment) -> str:
 def cfg_pair_capable(guider) -> bool:
     """A plain CFGGuider (or a subclass keeping its predict_noise) with negative conds: setting its
     ``cfg`` is all it takes to evaluate it at another guidance scale."""
-    return (type(guider).predict_noise is comfy.samplers.CFGGuider.predict_noise
-            and "negative" in getattr(guider, "original_conds", {}))
+    return type(guider).predict_noise is comfy.samplers.CFGGuider.predict_noise and "negative" in getattr(
+        guider, "original_conds", {}
+    )
 
 
 class KnowsWeakSide:
@@ -283,17 +329,17 @@ class KnowsWeakSide:
 
 @dataclass(frozen=True)
 class RoleCfg:
-    cfg: float                  # the CFG the role's calls run at
-    override: float | None      # what the sampler sets on the guider for those calls (None: nothing)
+    cfg: float  # the CFG the role's calls run at
+    override: float | None  # what the sampler sets on the guider for those calls (None: nothing)
 
 
 @dataclass(frozen=True)
 class Pair:
-    cfg: float                  # the guider's sampling cfg
+    cfg: float  # the guider's sampling cfg
     strong: RoleCfg
     weak: RoleCfg
     differences: list
-    cfg_only: bool = False      # the sides differ by CFG alone (same model, conds and options)
+    cfg_only: bool = False  # the sides differ by CFG alone (same model, conds and options)
 
 
 def _role_cfg(own: float, requested: float, base: float) -> RoleCfg:
@@ -320,9 +366,11 @@ def resolve_pair(guider, strong_cfg: float, weak_cfg: float) -> Pair:
     else:
         own, differences = (-1.0, -1.0), []
         if (strong_cfg >= 0 or weak_cfg >= 0) and not cfg_pair_capable(guider):
-            raise ValueError(f"W2SD Sampler: strong_cfg / weak_cfg need a guider with a cfg and a "
-                             f"negative prompt (CFGGuider or W2SD Guider); {type(guider).__name__} "
-                             f"has none. Set both to -1, or use W2SD Guider.")
+            raise ValueError(
+                f"W2SD Sampler: strong_cfg / weak_cfg need a guider with a cfg and a "
+                f"negative prompt (CFGGuider or W2SD Guider); {type(guider).__name__} "
+                f"has none. Set both to -1, or use W2SD Guider."
+            )
     strong = _role_cfg(float(own[0]), float(strong_cfg), base)
     weak = _role_cfg(float(own[1]), float(weak_cfg), base)
     attachment = pair_attachment(getattr(guider, "model_patcher", None))
@@ -330,8 +378,9 @@ def resolve_pair(guider, strong_cfg: float, weak_cfg: float) -> Pair:
         differences.append(describe_attachment(attachment))
     cfg_only = not differences
     if not math.isclose(strong.cfg, weak.cfg):
-        differences.insert(len(differences) - (attachment is not None),
-                           f"CFG {strong.cfg:g} (strong) vs {weak.cfg:g} (weak)")
+        differences.insert(
+            len(differences) - (attachment is not None), f"CFG {strong.cfg:g} (strong) vs {weak.cfg:g} (weak)"
+        )
     else:
         cfg_only = False
     return Pair(base, strong, weak, differences, cfg_only)

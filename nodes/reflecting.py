@@ -13,6 +13,7 @@ hands the generic loop of ``w2sd_core.sample_with_reflection`` two callbacks:
 Nothing is reflected (λ = 0, or no difference between the weak and strong side) -> the wrapped
 function runs once on the whole schedule with the untouched arguments: bit for bit the plain sampler.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,8 +27,18 @@ import comfy.k_diffusion.sampling as k_sampling
 import comfy.model_management
 import comfy.samplers
 
-from ..w2sd_core import (DEFAULT_END_PERCENT, DEFAULT_INVERSION, INVERSIONS, NO_REFLECTION, ReflectionPlan,
-                         RunCost, reflect, run_cost, sample_with_reflection, sigma_after)
+from ..w2sd_core import (
+    DEFAULT_END_PERCENT,
+    DEFAULT_INVERSION,
+    INVERSIONS,
+    NO_REFLECTION,
+    ReflectionPlan,
+    RunCost,
+    reflect,
+    run_cost,
+    sample_with_reflection,
+    sigma_after,
+)
 from ..w2sd_core.guidance import DEFAULT_GUIDANCE, DEFAULT_MODE, MODES, guide, guides, reflects
 from . import pairs, roles
 from .common import DEFAULT_REFLECT_STEPS, DEFAULT_REPEATS
@@ -39,22 +50,24 @@ log = logging.getLogger("w2sd")
 def make_plan(reflect_steps: int, repeats: int, end_percent: float, model_sampling) -> ReflectionPlan:
     """A ReflectionPlan from the node inputs; the percent window becomes a sigma window of this model."""
     to_sigma = model_sampling.percent_to_sigma if model_sampling is not None else None
-    return ReflectionPlan.until_percent(float(end_percent), to_sigma, steps=int(reflect_steps),
-                                        repeats=int(repeats))
+    return ReflectionPlan.until_percent(float(end_percent), to_sigma, steps=int(reflect_steps), repeats=int(repeats))
 
 
 def check_inversion(inversion: str, model_sampling) -> None:
     """``official`` is the authors' DDIM code in sigma space, derived for eps-type (variance-
     preserving) models; it has no meaning for flow or other model types."""
     if inversion == "official" and not pairs.is_eps_family(model_sampling):
-        raise ValueError(f"W2SD: inversion 'official' reproduces the authors' DDIM code, derived for "
-                         f"eps-type (variance-preserving) models; this is a "
-                         f"{pairs.prediction_name(model_sampling)} model. Use 'next' or 'current'.")
+        raise ValueError(
+            f"W2SD: inversion 'official' reproduces the authors' DDIM code, derived for "
+            f"eps-type (variance-preserving) models; this is a "
+            f"{pairs.prediction_name(model_sampling)} model. Use 'next' or 'current'."
+        )
 
 
 @dataclass(frozen=True)
 class Settings:
     """The inputs of a reflecting sampler: the wrapped sampler and the plan."""
+
     inner: comfy.samplers.KSAMPLER
     reflect_steps: int = DEFAULT_REFLECT_STEPS
     repeats: int = DEFAULT_REPEATS
@@ -70,6 +83,7 @@ class Settings:
 class RunReport:
     """What one run did: reflected steps, what differs between the sides, the cost, or why
     reflection was skipped."""
+
     steps: int
     reflected_steps: list[int] = field(default_factory=list)
     guided_steps: list[int] = field(default_factory=list)
@@ -93,8 +107,7 @@ class ReflectingKSAMPLER(comfy.samplers.KSAMPLER):
     wrapped sampler would scale it. ``report`` describes its last run."""
 
     def __init__(self, settings: Settings):
-        super().__init__(sample_w2sd, extra_options={"w2sd": self},
-                         inpaint_options=settings.inner.inpaint_options)
+        super().__init__(sample_w2sd, extra_options={"w2sd": self}, inpaint_options=settings.inner.inpaint_options)
         self.settings = settings
         self.report: RunReport | None = None
 
@@ -105,13 +118,16 @@ class ReflectingKSAMPLER(comfy.samplers.KSAMPLER):
 def wrap_sampler(sampler, **settings) -> ReflectingKSAMPLER:
     """Wrap a SAMPLER. Only KSAMPLER-based samplers (all of ComfyUI's) can be cut into spans."""
     if isinstance(sampler, ReflectingKSAMPLER):
-        raise ValueError("W2SD Sampler: the sampler input is already a W2SD Sampler; connect the "
-                         "plain sampler (e.g. KSamplerSelect) instead.")
-    if (not isinstance(sampler, comfy.samplers.KSAMPLER)
-            or type(sampler).sample is not comfy.samplers.KSAMPLER.sample):
-        raise ValueError(f"W2SD Sampler can wrap samplers built on ComfyUI's KSAMPLER (every built-in "
-                         f"sampler); {type(sampler).__name__} runs its own sampling loop, which cannot "
-                         f"be cut at reflected steps.")
+        raise ValueError(
+            "W2SD Sampler: the sampler input is already a W2SD Sampler; connect the "
+            "plain sampler (e.g. KSamplerSelect) instead."
+        )
+    if not isinstance(sampler, comfy.samplers.KSAMPLER) or type(sampler).sample is not comfy.samplers.KSAMPLER.sample:
+        raise ValueError(
+            f"W2SD Sampler can wrap samplers built on ComfyUI's KSAMPLER (every built-in "
+            f"sampler); {type(sampler).__name__} runs its own sampling loop, which cannot "
+            f"be cut at reflected steps."
+        )
     inversion = settings.get("inversion", DEFAULT_INVERSION)
     if inversion not in INVERSIONS:
         raise ValueError(f"W2SD: inversion must be one of {', '.join(INVERSIONS)}, got {inversion!r}")
@@ -125,19 +141,24 @@ def wrap_sampler(sampler, **settings) -> ReflectingKSAMPLER:
 
 # ---------------------------------------------------------------- the sampler function
 @torch.no_grad()
-def sample_w2sd(model, x, sigmas, extra_args=None, callback=None, disable=None,
-                w2sd: ReflectingKSAMPLER = None):
+def sample_w2sd(model, x, sigmas, extra_args=None, callback=None, disable=None, w2sd: ReflectingKSAMPLER = None):
     extra_args = {} if extra_args is None else extra_args
-    settings, guider = w2sd.settings, model.inner_model     # KSamplerX0Inpaint -> guider
+    settings, guider = w2sd.settings, model.inner_model  # KSamplerX0Inpaint -> guider
     plan, pair, report = _plan_run(settings, guider, sigmas)
     w2sd.report = report
     inner = settings.inner
     if not (report.reflected_steps or report.guided_steps):
         # λ = 0 or nothing to do: the wrapped sampler, untouched and in one call.
-        return inner.sampler_function(model, x, sigmas, extra_args=extra_args, callback=callback,
-                                      disable=disable, **inner.extra_options)
-    log.info("%s; %s steps %s (%s)", report.text(), settings.mode,
-             _ranges(report.reflected_steps or report.guided_steps), ", ".join(pair.differences))
+        return inner.sampler_function(
+            model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable, **inner.extra_options
+        )
+    log.info(
+        "%s; %s steps %s (%s)",
+        report.text(),
+        settings.mode,
+        _ranges(report.reflected_steps or report.guided_steps),
+        ", ".join(pair.differences),
+    )
 
     # A snapshot of extra_args: some samplers (the cfg_pp family) write their own post-CFG hooks
     # into the extra_args they are given, and those must not leak across spans.
@@ -146,20 +167,27 @@ def sample_w2sd(model, x, sigmas, extra_args=None, callback=None, disable=None,
     weak = role_denoiser(model, guider, roles.WEAK, pair.weak.override, base_args)
 
     def reflect_at(x_, i):
-        return reflect(x_, sigmas[i], sigmas[i + 1], strong, weak, inversion=settings.inversion,
-                       sigma_after=sigma_after(sigmas, i))
+        return reflect(
+            x_, sigmas[i], sigmas[i + 1], strong, weak, inversion=settings.inversion, sigma_after=sigma_after(sigmas, i)
+        )
 
     guidance = None
     if report.guided_steps:
         guidance = Guidance(frozenset(report.guided_steps), settings.guidance, guider, pair)
-    noise_sampler = make_noise_sampler(inner.sampler_function, inner.extra_options, x, sigmas,
-                                       extra_args.get("seed", None))
+    noise_sampler = make_noise_sampler(
+        inner.sampler_function, inner.extra_options, x, sigmas, extra_args.get("seed", None)
+    )
     with SpanRunner(model, inner, sigmas, base_args, callback, noise_sampler, disable, guidance) as spans:
-        out = sample_with_reflection(x, sigmas, plan if report.reflected_steps else NO_REFLECTION,
-                                     reflect_at, spans)
-    report.cost = run_cost(report.steps, report.reflections, pair.cfg, pair.strong.cfg, pair.weak.cfg,
-                           sampler_evaluations=spans.evaluations,
-                           guided=0 if pair.cfg_only else spans.guided)
+        out = sample_with_reflection(x, sigmas, plan if report.reflected_steps else NO_REFLECTION, reflect_at, spans)
+    report.cost = run_cost(
+        report.steps,
+        report.reflections,
+        pair.cfg,
+        pair.strong.cfg,
+        pair.weak.cfg,
+        sampler_evaluations=spans.evaluations,
+        guided=0 if pair.cfg_only else spans.guided,
+    )
     return out
 
 
@@ -172,23 +200,31 @@ def _plan_run(settings: Settings, guider, sigmas):
     report = RunReport(steps=steps, differences=pair.differences)
     planned = plan.reflected_steps(sigmas) if steps > 0 else []
     if planned and not pair.differences:
-        report.skipped = ("nothing differs between the weak and the strong side (no weak model, "
-                          "no weak conditioning, equal strong/weak CFG)")
-        log.warning("W2SD: %s: sampling without W2SD, no extra model evaluations. Give a "
-                    "weak_model, weak conditioning or different strong_cfg / weak_cfg.", report.skipped)
+        report.skipped = (
+            "nothing differs between the weak and the strong side (no weak model, "
+            "no weak conditioning, equal strong/weak CFG)"
+        )
+        log.warning(
+            "W2SD: %s: sampling without W2SD, no extra model evaluations. Give a "
+            "weak_model, weak conditioning or different strong_cfg / weak_cfg.",
+            report.skipped,
+        )
         planned = []
     if reflects(settings.mode):
         report.reflected_steps = planned
     if guides(settings.mode) and settings.guidance != 0:
         report.guided_steps = planned
         if pair.cfg_only and planned:
-            log.info("W2SD: a CFG-only pair in guide mode is plain CFG at %g on the guided steps "
-                     "(no extra evaluations)", cfg_of_guidance(pair, settings.guidance))
+            log.info(
+                "W2SD: a CFG-only pair in guide mode is plain CFG at %g on the guided steps (no extra evaluations)",
+                cfg_of_guidance(pair, settings.guidance),
+            )
     if report.reflected_steps:
         check_inversion(settings.inversion, model_sampling)
-    guided = 0 if pair.cfg_only else len(report.guided_steps)      # one evaluation a step assumed
-    report.cost = run_cost(steps, len(report.reflected_steps) * plan.repeats, pair.cfg, pair.strong.cfg,
-                           pair.weak.cfg, guided=guided)
+    guided = 0 if pair.cfg_only else len(report.guided_steps)  # one evaluation a step assumed
+    report.cost = run_cost(
+        steps, len(report.reflected_steps) * plan.repeats, pair.cfg, pair.strong.cfg, pair.weak.cfg, guided=guided
+    )
     return plan, pair, report
 
 
@@ -201,6 +237,7 @@ def cfg_of_guidance(pair: pairs.Pair, w: float) -> float:
 @dataclass(frozen=True)
 class Guidance:
     """The evaluation of a guided step: ``D_s + w (D_s - D_w)``, after each side's own CFG."""
+
     steps: frozenset
     w: float
     guider: object
@@ -216,8 +253,9 @@ class Guidance:
             return model(x, sigma, **{**kwargs, "model_options": tagged})
         # The weak side first: samplers capturing the last call's uncond (CFG++) keep the strong one's.
         weak = role_call(model, self.guider, roles.WEAK, self.pair.weak.override, x, sigma, kwargs)
-        return guide(role_call(model, self.guider, roles.STRONG, self.pair.strong.override, x, sigma, kwargs),
-                     weak, self.w)
+        return guide(
+            role_call(model, self.guider, roles.STRONG, self.pair.strong.override, x, sigma, kwargs), weak, self.w
+        )
 
 
 @contextlib.contextmanager
@@ -260,7 +298,7 @@ class SpanRunner:
         self.extra_args, self.callback, self.noise_sampler = extra_args, callback, noise_sampler
         self.guidance = guidance
         self.evaluations = self.guided = 0
-        self.step = 0                 # the step the sampler is in (its callback ends each step)
+        self.step = 0  # the step the sampler is in (its callback ends each step)
         self.progress = tqdm(total=len(sigmas) - 1, disable=disable)
 
     def __enter__(self):
@@ -285,19 +323,21 @@ class SpanRunner:
     def __call__(self, x, start: int, end: int):
         # A "stop" during a reflection must not wait for the span's first model call.
         comfy.model_management.throw_exception_if_processing_interrupted()
-        span = self.sigmas[start:end + 1]
+        span = self.sigmas[start : end + 1]
         self.step = start
         callback = lambda d: self._step_done(start, d)
         model = _Counted(self.model, self._evaluate)
         if needs_euler(self.inner.sampler_function, start, end, len(self.sigmas) - 1):
-            out = k_sampling.sample_euler(model, x, span, extra_args=dict(self.extra_args),
-                                          callback=callback, disable=True)
+            out = k_sampling.sample_euler(
+                model, x, span, extra_args=dict(self.extra_args), callback=callback, disable=True
+            )
         else:
             options = dict(self.inner.extra_options)
             if self.noise_sampler is not None:
                 options["noise_sampler"] = self.noise_sampler
-            out = self.inner.sampler_function(model, x, span, extra_args=dict(self.extra_args),
-                                              callback=callback, disable=True, **options)
+            out = self.inner.sampler_function(
+                model, x, span, extra_args=dict(self.extra_args), callback=callback, disable=True, **options
+            )
         self.progress.update(end - start)
         return out
 

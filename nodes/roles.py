@@ -4,6 +4,7 @@ The W2SD sampler tags each reflection (and guidance) call in
 ``model_options["transformer_options"][ROLE_KEY]``; normal steps carry no tag. The W2SD guider
 (weak conds, weak CFG, weak model) and the LoRA-delta wrapper (per-role strength) read it.
 """
+
 ROLE_KEY = "w2sd_role"
 STRONG = "reflect_strong"
 WEAK = "reflect_weak"

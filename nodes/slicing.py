@@ -8,6 +8,7 @@ Most samplers run any slice. The ones in ``EULER_INSIDE`` cannot run some slices
 pack, or a custom node's) is never assumed to slice cleanly: Euler inside the reflected part,
 the sampler itself only for the last slice.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -24,30 +25,73 @@ _COMFY_MODULES = ("comfy.k_diffusion.sampling", "comfy.samplers", "comfy.extra_s
 #: ComfyUI's sampler functions known to run any slice: one-step methods, and multistep methods
 #: that restart at first order where a slice begins (their history resumes inside each slice).
 ANY_SLICE = frozenset(
-    ["dpm_fast_function"] + [f"sample_{name}" for name in (
-        "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2",
-        "exp_heun_2_x0", "exp_heun_2_x0_sde", "dpm_2", "dpm_2_ancestral", "lms",
-        "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde", "dpmpp_sde_gpu",
-        "dpmpp_2m", "dpmpp_2m_cfg_pp", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun",
-        "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ipndm",
-        "ipndm_v", "deis", "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral",
-        "res_multistep_ancestral_cfg_pp", "gradient_estimation", "gradient_estimation_cfg_pp",
-        "er_sde", "seeds_2", "seeds_3")])
+    ["dpm_fast_function"]
+    + [
+        f"sample_{name}"
+        for name in (
+            "euler",
+            "euler_cfg_pp",
+            "euler_ancestral",
+            "euler_ancestral_cfg_pp",
+            "heun",
+            "heunpp2",
+            "exp_heun_2_x0",
+            "exp_heun_2_x0_sde",
+            "dpm_2",
+            "dpm_2_ancestral",
+            "lms",
+            "dpmpp_2s_ancestral",
+            "dpmpp_2s_ancestral_cfg_pp",
+            "dpmpp_sde",
+            "dpmpp_sde_gpu",
+            "dpmpp_2m",
+            "dpmpp_2m_cfg_pp",
+            "dpmpp_2m_sde",
+            "dpmpp_2m_sde_gpu",
+            "dpmpp_2m_sde_heun",
+            "dpmpp_2m_sde_heun_gpu",
+            "dpmpp_3m_sde",
+            "dpmpp_3m_sde_gpu",
+            "ddpm",
+            "lcm",
+            "ipndm",
+            "ipndm_v",
+            "deis",
+            "res_multistep",
+            "res_multistep_cfg_pp",
+            "res_multistep_ancestral",
+            "res_multistep_ancestral_cfg_pp",
+            "gradient_estimation",
+            "gradient_estimation_cfg_pp",
+            "er_sde",
+            "seeds_2",
+            "seeds_3",
+        )
+    ]
+)
 
 ONE_STEP = "one-step slices"
 OPEN_END = "slices that end before the schedule does"
 
 #: Samplers that take Euler steps on some slices: {function name: (which slices, why)}.
 EULER_INSIDE = {
-    "sample_unipc": (ONE_STEP, "UniPC evaluates only at its first step and moves on the next, so a "
-                               "one-step call returns its input"),
+    "sample_unipc": (
+        ONE_STEP,
+        "UniPC evaluates only at its first step and moves on the next, so a one-step call returns its input",
+    ),
     "sample_unipc_bh2": (ONE_STEP, "as UniPC"),
-    "sample_sa_solver": (OPEN_END, "SA-Solver returns its corrected state, one step behind its "
-                                   "prediction, so a call ending above sigma 0 stops one step short"),
+    "sample_sa_solver": (
+        OPEN_END,
+        "SA-Solver returns its corrected state, one step behind its "
+        "prediction, so a call ending above sigma 0 stops one step short",
+    ),
     "sample_sa_solver_pece": (OPEN_END, "as SA-Solver"),
-    "dpm_adaptive_function": (OPEN_END, "dpm_adaptive runs its own step-size control between the "
-                                        "first and last sigma; restarted per reflected step it took "
-                                        "several times the evaluations and redrew its noise"),
+    "dpm_adaptive_function": (
+        OPEN_END,
+        "dpm_adaptive runs its own step-size control between the "
+        "first and last sigma; restarted per reflected step it took "
+        "several times the evaluations and redrew its noise",
+    ),
 }
 
 _warned: set[str] = set()
@@ -84,14 +128,27 @@ def _warn_unknown(fn) -> None:
     label = f"{getattr(fn, '__module__', '?')}.{getattr(_unwrap(fn), '__name__', repr(fn))}"
     if label not in _warned:
         _warned.add(label)
-        log.warning("W2SD: sampler %s is not known to run single slices of a schedule; its reflected "
-                    "steps run as Euler steps, the rest of the schedule with the sampler itself", label)
+        log.warning(
+            "W2SD: sampler %s is not known to run single slices of a schedule; its reflected "
+            "steps run as Euler steps, the rest of the schedule with the sampler itself",
+            label,
+        )
 
 
 #: Samplers whose own noise source is a Brownian tree over the schedule (value: tree on the CPU).
-_BROWNIAN = {f"sample_{name}": not name.endswith("_gpu") for name in (
-    "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_2m_sde_heun", "dpmpp_3m_sde", "dpmpp_sde_gpu",
-    "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde_gpu")}
+_BROWNIAN = {
+    f"sample_{name}": not name.endswith("_gpu")
+    for name in (
+        "dpmpp_sde",
+        "dpmpp_2m_sde",
+        "dpmpp_2m_sde_heun",
+        "dpmpp_3m_sde",
+        "dpmpp_sde_gpu",
+        "dpmpp_2m_sde_gpu",
+        "dpmpp_2m_sde_heun_gpu",
+        "dpmpp_3m_sde_gpu",
+    )
+}
 
 
 def make_noise_sampler(fn, options: dict, x: torch.Tensor, sigmas: torch.Tensor, seed):
@@ -105,7 +162,7 @@ def make_noise_sampler(fn, options: dict, x: torch.Tensor, sigmas: torch.Tensor,
     from one seeded generator, again the plain run's sequence).
     """
     if "noise_sampler" in options:
-        return None      # the user's own source (e.g. from a custom sampler node) stays in charge
+        return None  # the user's own source (e.g. from a custom sampler node) stays in charge
     try:
         if "noise_sampler" not in inspect.signature(fn).parameters:
             return None
@@ -113,6 +170,5 @@ def make_noise_sampler(fn, options: dict, x: torch.Tensor, sigmas: torch.Tensor,
         return None
     cpu = _BROWNIAN.get(name_of(fn))
     if cpu is not None:
-        return k_sampling.BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(),
-                                                   seed=seed, cpu=cpu)
+        return k_sampling.BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(), seed=seed, cpu=cpu)
     return k_sampling.default_noise_sampler(x, seed=seed)

@@ -9,6 +9,7 @@ Mismatched conditioning and latents would fail deep inside the model with a shap
 Each node's ``execute`` calls ``inputs(cls, locals())`` first; the checks pick the inputs they
 know by name, so one entry point serves every node.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -46,8 +47,11 @@ def numbers(node: str, schema, values: dict) -> None:
             continue
         what = "NaN" if math.isnan(value) else ("inf" if value > 0 else "-inf")
         low, high = getattr(item, "min", None), getattr(item, "max", None)
-        fix = (f"set a number between {low:g} and {high:g}" if low is not None and high is not None
-               else "set a finite number")
+        fix = (
+            f"set a number between {low:g} and {high:g}"
+            if low is not None and high is not None
+            else "set a finite number"
+        )
         raise ValueError(f"{node}: {item.id} is {what}; {fix}.")
 
 
@@ -57,17 +61,17 @@ def _check_name(node: str, key: str, value, known, kind: str) -> None:
         return
     close = difflib.get_close_matches(str(value), [str(k) for k in known], n=1)
     hint = f" (closest: '{close[0]}')" if close else ""
-    raise ValueError(f"{node}: {key} '{value}' is not a {kind} of this ComfyUI "
-                     f"({compat.comfyui_version()}){hint}; pick one from the node's list.")
+    raise ValueError(
+        f"{node}: {key} '{value}' is not a {kind} of this ComfyUI "
+        f"({compat.comfyui_version()}){hint}; pick one from the node's list."
+    )
 
 
 def names(node: str, values: dict) -> None:
     """Unknown names would run as KSampler's first entry (euler / simple) without a word. A W2SD
     Sampler gets a SAMPLER object instead: its node (e.g. KSamplerSelect) built it by name."""
-    _check_name(node, "sampler_name", values.get("sampler_name"), comfy.samplers.KSampler.SAMPLERS,
-                "sampler")
-    _check_name(node, "scheduler", values.get("scheduler"), comfy.samplers.KSampler.SCHEDULERS,
-                "scheduler")
+    _check_name(node, "sampler_name", values.get("sampler_name"), comfy.samplers.KSampler.SAMPLERS, "sampler")
+    _check_name(node, "scheduler", values.get("scheduler"), comfy.samplers.KSampler.SCHEDULERS, "scheduler")
 
 
 # ---------------------------------------------------------------- a LoRA pair beside a checkpoint
@@ -83,15 +87,18 @@ def lora_pair_with_checkpoint(node: str, model, weak_model) -> None:
     (or, on the weak side, its strong_strength) would have no effect at all."""
     if model is None or weak_model is None or getattr(weak_model, "model", None) is model.model:
         return
-    for side, patcher, ignored in (("model", model, "weak_strength"),
-                                   ("weak_model", weak_model, "strong_strength and final_strength")):
+    for side, patcher, ignored in (
+        ("model", model, "weak_strength"),
+        ("weak_model", weak_model, "strong_strength and final_strength"),
+    ):
         pair = _lora_pair(patcher)
         if pair is not None:
             raise ValueError(
                 f"{node}: {side} carries a Weak Model Builder LoRA pair ({pair.get('summary')}) and "
                 f"weak_model is a second checkpoint, so the pair's {ignored} would have no effect; "
                 f"use one kind of pair: the builder's model alone (weak_model empty), or two "
-                f"checkpoints without the builder (a LoRA loader at one strength is fine).")
+                f"checkpoints without the builder (a LoRA loader at one strength is fine)."
+            )
 
 
 # ---------------------------------------------------------------- conditioning width
@@ -107,7 +114,9 @@ def _unet_width(base):
 #: Families whose cross_attn reaches the model unchanged, and where its width is read. Exact
 #: classes only: a subclass may project the conditioning first (e.g. Stable Zero123).
 _WIDTH_READERS = {
-    "BaseModel": _unet_width, "SDXL": _unet_width, "SDXLRefiner": _unet_width,
+    "BaseModel": _unet_width,
+    "SDXL": _unet_width,
+    "SDXLRefiner": _unet_width,
     "SD21UNCLIP": _unet_width,
     "SD3": lambda base: _linear_in(base.diffusion_model.context_embedder),
     "Flux": lambda base: _linear_in(base.diffusion_model.txt_in),
@@ -143,16 +152,20 @@ def conditioning(node: str, values: dict) -> None:
     if model is None:
         return
     weak_name = "weak_model" if weak is not None else "model"
-    for key, target, target_name in (("positive", model, "model"), ("negative", model, "model"),
-                                     ("weak_positive", weak or model, weak_name),
-                                     ("weak_negative", weak or model, weak_name)):
+    for key, target, target_name in (
+        ("positive", model, "model"),
+        ("negative", model, "model"),
+        ("weak_positive", weak or model, weak_name),
+        ("weak_negative", weak or model, weak_name),
+    ):
         expected = context_width(target)
         wrong = sorted(w for w in _widths(values.get(key)) if w != expected)
         if expected is not None and wrong:
             raise ValueError(
                 f"{node}: {key} is {wrong[0]} wide but {target_name} takes {expected}-wide "
                 f"conditioning (a text encoder of another model family?); encode {key} with the "
-                f"CLIP that belongs to {target_name}'s checkpoint.")
+                f"CLIP that belongs to {target_name}'s checkpoint."
+            )
 
 
 # ---------------------------------------------------------------- latent family
@@ -161,7 +174,7 @@ def latent(node_cls, key: str, model, given: dict, samples: torch.Tensor) -> Non
     model) fails deep inside the model with a conv shape error. ``samples``: ``given`` as the node
     prepared it the way KSampler does, which fixes up EMPTY latents (channels, a missing frame axis)."""
     if getattr(samples, "is_nested", False):
-        return                     # several latents in one (newer ComfyUIs): no single shape
+        return  # several latents in one (newer ComfyUIs): no single shape
     fmt = model.get_model_object("latent_format")
     channels, dims = getattr(fmt, "latent_channels", None), getattr(fmt, "latent_dimensions", None)
     wrong_dims = dims is not None and samples.ndim != dims + 2
@@ -172,4 +185,5 @@ def latent(node_cls, key: str, model, given: dict, samples: torch.Tensor) -> Non
         raise ValueError(
             f"{schema.display_name or schema.node_id}: {key} has shape {list(given['samples'].shape)}, "
             f"but this model samples {want} latents ({type(fmt).__name__}); encode the image with "
-            f"this model's VAE, or start from an empty latent.")
+            f"this model's VAE, or start from an empty latent."
+        )

@@ -3,6 +3,7 @@ build tiny random-weight models from ComfyUI's own classes.
 
 Import this only through the fixtures in ``conftest.py``: it imports ComfyUI.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,8 +35,10 @@ def start_comfyui():
     if path not in sys.path:
         sys.path.insert(0, path)
     from comfy.cli_args import args  # before anything imports comfy.model_management
+
     args.cpu = True
     import nodes as comfy_nodes
+
     if not _started:
         _started = True
         if not asyncio.run(comfy_nodes.load_custom_node(str(PACK_DIR))):
@@ -46,30 +49,45 @@ def start_comfyui():
 def pack_module(name: str):
     """A module of this pack as ComfyUI loaded it (e.g. ``"nodes.slicing"``)."""
     import importlib
-    pack = str(PACK_DIR).replace(".", "_x_")      # ComfyUI's module name for a pack folder
+
+    pack = str(PACK_DIR).replace(".", "_x_")  # ComfyUI's module name for a pack folder
     return importlib.import_module(f"{pack}.{name}")
 
 
 def node_class(node_id: str):
     import nodes as comfy_nodes
+
     return comfy_nodes.NODE_CLASS_MAPPINGS[node_id]
 
 
 # ---------------------------------------------------------------- tiny models
 
 TINY_UNET = {
-    "model_channels": 32, "channel_mult": [1, 2], "num_res_blocks": [1, 1],
-    "transformer_depth": [1, 1], "transformer_depth_output": [1, 1, 1, 1],
-    "transformer_depth_middle": 1, "context_dim": 32, "num_head_channels": 16,
-    "num_heads": -1, "in_channels": 4, "out_channels": 4, "image_size": 32,
-    "use_linear_in_transformer": False, "adm_in_channels": None,
-    "use_temporal_attention": False, "use_temporal_resblock": False,
-    "use_spatial_transformer": True, "legacy": False, "use_checkpoint": False,
+    "model_channels": 32,
+    "channel_mult": [1, 2],
+    "num_res_blocks": [1, 1],
+    "transformer_depth": [1, 1],
+    "transformer_depth_output": [1, 1, 1, 1],
+    "transformer_depth_middle": 1,
+    "context_dim": 32,
+    "num_head_channels": 16,
+    "num_heads": -1,
+    "in_channels": 4,
+    "out_channels": 4,
+    "image_size": 32,
+    "use_linear_in_transformer": False,
+    "adm_in_channels": None,
+    "use_temporal_attention": False,
+    "use_temporal_resblock": False,
+    "use_spatial_transformer": True,
+    "legacy": False,
+    "use_checkpoint": False,
 }
 
 
 def _fill(module, seed: int, scale: float = 0.05):
     import torch
+
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in module.parameters():
@@ -81,11 +99,13 @@ def wrap_tiny(model, seed: int, scale: float = 0.05):
     import torch
     import comfy.model_management as mm
     import comfy.model_patcher
+
     _fill(model.diffusion_model, seed, scale)
     model.diffusion_model.to(torch.float32)
     model.manual_cast_dtype = None
-    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
-                                            offload_device=mm.unet_offload_device())
+    return comfy.model_patcher.ModelPatcher(
+        model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device()
+    )
 
 
 def tiny_model(kind: str = "eps", seed: int = 0):
@@ -95,15 +115,18 @@ def tiny_model(kind: str = "eps", seed: int = 0):
 
     unet = dict(TINY_UNET)
     if kind == "sdxl":
-        unet.update(use_linear_in_transformer=True, adm_in_channels=32 + 6 * 256,
-                    num_classes="sequential")
+        unet.update(use_linear_in_transformer=True, adm_in_channels=32 + 6 * 256, num_classes="sequential")
         config = sm.SDXL(unet)
     else:
         config = sm.SD15(unet)
     config.unet_config["num_head_channels"] = 16
     config.unet_config["num_heads"] = -1
-    model_type = {"eps": mb.ModelType.EPS, "v": mb.ModelType.V_PREDICTION,
-                  "flow": mb.ModelType.FLOW, "sdxl": mb.ModelType.EPS}[kind]
+    model_type = {
+        "eps": mb.ModelType.EPS,
+        "v": mb.ModelType.V_PREDICTION,
+        "flow": mb.ModelType.FLOW,
+        "sdxl": mb.ModelType.EPS,
+    }[kind]
     if kind == "sdxl":
         model = mb.SDXL(config, model_type=model_type, device="cpu")
     else:
@@ -114,16 +137,25 @@ def tiny_model(kind: str = "eps", seed: int = 0):
 def cond(seed: int = 0, kind: str = "eps", tokens: int = 77):
     """CONDITIONING for a tiny model: ``[[cross_attn, extras]]``; SDXL-type gets pooled output."""
     import torch
+
     g = torch.Generator().manual_seed(1000 + seed)
     extras = {}
     if kind == "sdxl":
-        extras = {"pooled_output": torch.randn(1, 32, generator=g), "width": 128, "height": 128,
-                  "crop_w": 0, "crop_h": 0, "target_width": 128, "target_height": 128}
+        extras = {
+            "pooled_output": torch.randn(1, 32, generator=g),
+            "width": 128,
+            "height": 128,
+            "crop_w": 0,
+            "crop_h": 0,
+            "target_width": 128,
+            "target_height": 128,
+        }
     return [[torch.randn(1, tokens, 32, generator=g), extras]]
 
 
 def latent(batch: int = 1, size: int = 16, channels: int = 4, seed: int | None = None):
     import torch
+
     if seed is None:
         return {"samples": torch.zeros(batch, channels, size, size)}
     g = torch.Generator().manual_seed(seed)
@@ -133,9 +165,20 @@ def latent(batch: int = 1, size: int = 16, channels: int = 4, seed: int | None =
 # ---------------------------------------------------------------- tiny Flux (fused-QKV DiT)
 
 TINY_FLUX = {
-    "image_model": "flux", "guidance_embed": True, "in_channels": 16, "out_channels": 16,
-    "vec_in_dim": 32, "context_in_dim": 32, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2,
-    "depth": 1, "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2,
+    "image_model": "flux",
+    "guidance_embed": True,
+    "in_channels": 16,
+    "out_channels": 16,
+    "vec_in_dim": 32,
+    "context_in_dim": 32,
+    "hidden_size": 64,
+    "mlp_ratio": 4.0,
+    "num_heads": 2,
+    "depth": 1,
+    "depth_single_blocks": 1,
+    "axes_dim": [8, 12, 12],
+    "theta": 10000,
+    "patch_size": 2,
     "qkv_bias": True,
 }
 
@@ -148,9 +191,10 @@ def tiny_flux_model(seed: int = 0):
 
     import dataclasses
     import comfy.ldm.flux.model as flux
+
     unet = dict(TINY_FLUX)
     if "txt_ids_dims" in {f.name for f in dataclasses.fields(flux.FluxParams)}:
-        unet["txt_ids_dims"] = []        # required since ComfyUI 0.8 (Flux 1: no text position ids)
+        unet["txt_ids_dims"] = []  # required since ComfyUI 0.8 (Flux 1: no text position ids)
     config = sm.Flux(unet)
     model = mb.Flux(config, device="cpu")
     return wrap_tiny(model, seed)
@@ -159,6 +203,7 @@ def tiny_flux_model(seed: int = 0):
 def flux_cond(seed: int = 0, tokens: int = 8):
     """CONDITIONING for ``tiny_flux_model``: T5-like tokens plus the pooled vector."""
     import torch
+
     g = torch.Generator().manual_seed(2000 + seed)
     return [[torch.randn(1, tokens, 32, generator=g), {"pooled_output": torch.randn(1, 32, generator=g)}]]
 
@@ -174,11 +219,24 @@ def flux_cond(seed: int = 0, tokens: int = 8):
 # `ModelSamplingDiscrete` (v_prediction) and `ModelSamplingSD3` (flow) give the other families.
 
 TINY_SD2_UNET = {
-    "model_channels": 320, "channel_mult": [1], "num_res_blocks": [1], "transformer_depth": [1],
-    "transformer_depth_output": [0, 0], "transformer_depth_middle": -1, "context_dim": 1024,
-    "num_head_channels": 64, "num_heads": -1, "in_channels": 4, "out_channels": 4, "image_size": 32,
-    "use_linear_in_transformer": True, "adm_in_channels": None, "use_temporal_attention": False,
-    "use_temporal_resblock": False, "use_spatial_transformer": True, "legacy": False,
+    "model_channels": 320,
+    "channel_mult": [1],
+    "num_res_blocks": [1],
+    "transformer_depth": [1],
+    "transformer_depth_output": [0, 0],
+    "transformer_depth_middle": -1,
+    "context_dim": 1024,
+    "num_head_channels": 64,
+    "num_heads": -1,
+    "in_channels": 4,
+    "out_channels": 4,
+    "image_size": 32,
+    "use_linear_in_transformer": True,
+    "adm_in_channels": None,
+    "use_temporal_attention": False,
+    "use_temporal_resblock": False,
+    "use_spatial_transformer": True,
+    "legacy": False,
     "use_checkpoint": False,
 }
 
@@ -194,16 +252,19 @@ def _tiny_sd2_model():
     start_comfyui()
     import comfy.model_base as mb
     import comfy.supported_models as sm
+
     return mb.BaseModel(sm.SD20(dict(TINY_SD2_UNET)), model_type=mb.ModelType.EPS, device="cpu")
 
 
 def tiny_unet_state_dict(seed: int = 0, scale: float = 0.05):
     """An fp16 diffusion-model state dict ComfyUI detects as SD2.x (EPS); seeded noise weights."""
     import torch
+
     model = _tiny_sd2_model()
     g = torch.Generator().manual_seed(seed)
-    return {k: (torch.randn(v.shape, generator=g) * scale).half()
-            for k, v in model.diffusion_model.state_dict().items()}
+    return {
+        k: (torch.randn(v.shape, generator=g) * scale).half() for k, v in model.diffusion_model.state_dict().items()
+    }
 
 
 def tiny_lora_state_dict(seed: int = 0, rank: int = 4, scale: float = 0.05):
@@ -217,14 +278,19 @@ def attention_lora(base_model, seed: int = 0, rank: int = 4, scale: float = 0.05
     ``.model``); fp16 unless ``dtype`` says otherwise."""
     import torch
     import comfy.lora
+
     dtype = dtype or torch.float16
     key_map = comfy.lora.model_lora_keys_unet(base_model, {})
     weights = base_model.state_dict()
     g = torch.Generator().manual_seed(5000 + seed)
     out = {}
     for lora_key, weight_key in sorted(key_map.items()):
-        if not (isinstance(weight_key, str) and lora_key.startswith("lora_unet_")
-                and "attn" in lora_key and weight_key.endswith(".weight")):
+        if not (
+            isinstance(weight_key, str)
+            and lora_key.startswith("lora_unet_")
+            and "attn" in lora_key
+            and weight_key.endswith(".weight")
+        ):
             continue
         weight = weights[weight_key]
         if weight.ndim != 2:
@@ -241,9 +307,10 @@ def live_tensor_bytes() -> int:
     import gc
     import warnings
     import torch
+
     gc.collect()
     seen, total = set(), 0
-    with warnings.catch_warnings():     # isinstance on deprecated torch aliases warns
+    with warnings.catch_warnings():  # isinstance on deprecated torch aliases warns
         warnings.simplefilter("ignore")
         objects = [obj for obj in gc.get_objects() if isinstance(obj, torch.Tensor)]
     for obj in objects:
@@ -268,9 +335,13 @@ def write_tiny_checkpoints(models_dir) -> dict:
     Builds the weights with ComfyUI's own classes, so it starts ComfyUI in this process
     (``start_comfyui``); files already there are kept."""
     import safetensors.torch
+
     models_dir = pathlib.Path(models_dir)
-    contents = {"unet": lambda: tiny_unet_state_dict(0), "unet_weak": lambda: tiny_unet_state_dict(1),
-                "lora": lambda: tiny_lora_state_dict(0)}
+    contents = {
+        "unet": lambda: tiny_unet_state_dict(0),
+        "unet_weak": lambda: tiny_unet_state_dict(1),
+        "lora": lambda: tiny_lora_state_dict(0),
+    }
     names = {}
     for role, (folder, name) in TINY_FILES.items():
         path = models_dir / folder / name
@@ -285,12 +356,15 @@ def write_latent_file(path, samples) -> None:
     """Save a latent the way SaveLatent does, so LoadLatent reads it back unscaled."""
     import torch
     import safetensors.torch
-    safetensors.torch.save_file({"latent_tensor": samples.contiguous(),
-                                 "latent_format_version_0": torch.tensor([])}, str(path))
+
+    safetensors.torch.save_file(
+        {"latent_tensor": samples.contiguous(), "latent_format_version_0": torch.tensor([])}, str(path)
+    )
 
 
 def read_latent_file(path):
     import safetensors.torch
+
     return safetensors.torch.load_file(str(path))["latent_tensor"]
 
 
@@ -300,6 +374,7 @@ def _die_with_parent():
     try:
         import ctypes
         import signal
+
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
@@ -345,6 +420,7 @@ class ComfyServer:
     def start(self):
         import socket
         import subprocess
+
         for sub in ("custom_nodes", "models", "input", "output", "user", "temp"):
             (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
         link = self.base_dir / "custom_nodes" / self.PACK_LINK
@@ -353,15 +429,34 @@ class ComfyServer:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-               "--disable-auto-launch", "--base-directory", str(self.base_dir),
-               "--database-url", "sqlite:///:memory:", "--disable-api-nodes", *self.extra_args]
+        cmd = [
+            sys.executable,
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--disable-auto-launch",
+            "--base-directory",
+            str(self.base_dir),
+            "--database-url",
+            "sqlite:///:memory:",
+            "--disable-api-nodes",
+            *self.extra_args,
+        ]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         if self.threads:
             env["OMP_NUM_THREADS"] = str(self.threads)
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, cwd=str(comfyui_path()), stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=str(comfyui_path()),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_die_with_parent,
+        )
         try:
             self._wait_until_ready()
         except BaseException:
@@ -371,18 +466,21 @@ class ComfyServer:
     def _wait_until_ready(self):
         import time
         import urllib.error
+
         deadline = time.monotonic() + self.startup_timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"ComfyUI server exited with {self.proc.returncode} during startup:\n"
-                                   f"{self.log_tail()}")
+                raise RuntimeError(
+                    f"ComfyUI server exited with {self.proc.returncode} during startup:\n{self.log_tail()}"
+                )
             try:
                 self.get_json("/system_stats", timeout=2)
                 break
             except (urllib.error.URLError, ConnectionError, OSError):
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"ComfyUI server did not answer within {self.startup_timeout} s:\n"
-                                       f"{self.log_tail()}") from None
+                    raise RuntimeError(
+                        f"ComfyUI server did not answer within {self.startup_timeout} s:\n{self.log_tail()}"
+                    ) from None
                 time.sleep(0.25)
         # Custom nodes are loaded before the server listens: a missing node means the pack failed.
         if "W2SDInversionStep" not in self.get_json("/object_info/W2SDInversionStep"):
@@ -390,6 +488,7 @@ class ComfyServer:
 
     def stop(self):
         import subprocess
+
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -414,6 +513,7 @@ class ComfyServer:
     def get_json(self, path: str, timeout: float = 10):
         import json
         import urllib.request
+
         with urllib.request.urlopen(self.url(path), timeout=timeout) as response:
             return json.loads(response.read())
 
@@ -422,8 +522,10 @@ class ComfyServer:
         import json
         import urllib.error
         import urllib.request
-        request = urllib.request.Request(self.url(path), data=json.dumps(data).encode(),
-                                         headers={"Content-Type": "application/json"})
+
+        request = urllib.request.Request(
+            self.url(path), data=json.dumps(data).encode(), headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, json.loads(response.read())
@@ -434,6 +536,7 @@ class ComfyServer:
     def queue(self, prompt: dict) -> str:
         """Queue an API-format prompt; returns its id. Validation errors raise with ComfyUI's text."""
         import uuid
+
         status, answer = self.post_json("/prompt", {"prompt": prompt, "client_id": uuid.uuid4().hex})
         if status != 200 or "prompt_id" not in answer:
             raise RuntimeError(f"ComfyUI rejected the prompt (HTTP {status}): {answer}")
@@ -442,6 +545,7 @@ class ComfyServer:
     def wait(self, prompt_id: str, timeout: float = 60) -> dict:
         """Poll /history until the prompt finished (successfully or not); returns its entry."""
         import time
+
         deadline = time.monotonic() + timeout
         while True:
             history = self.get_json(f"/history/{prompt_id}")
@@ -453,8 +557,7 @@ class ComfyServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ComfyUI server died while running {prompt_id}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout} s:\n"
-                                   f"{self.log_tail()}")
+                raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout} s:\n{self.log_tail()}")
             time.sleep(0.1)
 
     def run(self, prompt: dict, timeout: float = 60) -> dict:
@@ -480,8 +583,10 @@ class ComfyServer:
     def _post_raw(self, path: str, data):
         import json
         import urllib.request
-        request = urllib.request.Request(self.url(path), data=json.dumps(data).encode(),
-                                         headers={"Content-Type": "application/json"})
+
+        request = urllib.request.Request(
+            self.url(path), data=json.dumps(data).encode(), headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read()
 
@@ -506,8 +611,17 @@ class ComfyServer:
 # ---------------------------------------------------------------- tiny video model (5-D latents)
 
 TINY_WAN = {
-    "image_model": "wan2.1", "model_type": "t2v", "dim": 32, "ffn_dim": 64, "freq_dim": 32,
-    "text_dim": 32, "num_heads": 2, "num_layers": 1, "in_dim": 16, "out_dim": 16, "text_len": 16,
+    "image_model": "wan2.1",
+    "model_type": "t2v",
+    "dim": 32,
+    "ffn_dim": 64,
+    "freq_dim": 32,
+    "text_dim": 32,
+    "num_heads": 2,
+    "num_layers": 1,
+    "in_dim": 16,
+    "out_dim": 16,
+    "text_len": 16,
 }
 
 
@@ -556,6 +670,7 @@ def kohya_lora(model, seed=0, rank=4, dora=0, tucker=True, conv=True, scale=0.1)
     keys get a DoRA scale."""
     import torch
     import comfy.lora
+
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape):
@@ -564,12 +679,11 @@ def kohya_lora(model, seed=0, rank=4, dora=0, tucker=True, conv=True, scale=0.1)
     state = model.model.state_dict()
     names = {}
     for name, target in comfy.lora.model_lora_keys_unet(model.model, {}).items():
-        if (isinstance(target, str) and name.startswith("lora_unet_") and target.endswith(".weight")
-                and target in state):
+        if isinstance(target, str) and name.startswith("lora_unet_") and target.endswith(".weight") and target in state:
             names.setdefault(target, name)
     sd, used_mid, doras = {}, False, 0
     for target, name in sorted(names.items()):
-        module = model.model.get_submodule(target[:-len(".weight")])
+        module = model.model.get_submodule(target[: -len(".weight")])
         w = module.weight
         if isinstance(module, torch.nn.Linear):
             sd[f"{name}.lora_down.weight"] = rnd(rank, w.shape[1])
@@ -596,10 +710,20 @@ def kohya_lora(model, seed=0, rank=4, dora=0, tucker=True, conv=True, scale=0.1)
 # ---------------------------------------------------------------- tiny HiDream (routed MoE DiT)
 
 TINY_HIDREAM = {
-    "image_model": "hidream", "patch_size": 2, "in_channels": 16, "out_channels": 16,
-    "num_layers": 1, "num_single_layers": 1, "attention_head_dim": 16, "num_attention_heads": 2,
-    "caption_channels": [32, 32], "text_emb_dim": 32, "num_routed_experts": 4,
-    "num_activated_experts": 2, "axes_dims_rope": [8, 4, 4], "max_resolution": [32, 32],
+    "image_model": "hidream",
+    "patch_size": 2,
+    "in_channels": 16,
+    "out_channels": 16,
+    "num_layers": 1,
+    "num_single_layers": 1,
+    "attention_head_dim": 16,
+    "num_attention_heads": 2,
+    "caption_channels": [32, 32],
+    "text_emb_dim": 32,
+    "num_routed_experts": 4,
+    "num_activated_experts": 2,
+    "axes_dims_rope": [8, 4, 4],
+    "max_resolution": [32, 32],
     "llama_layers": [0, 1],
 }
 
@@ -621,10 +745,17 @@ def hidream_cond(seed: int = 0, tokens: int = 8):
     """CONDITIONING for ``tiny_hidream_model``: T5-like tokens, per-layer Llama states
     (``conditioning_llama3``: [batch, layers, tokens, width]) and the pooled vector."""
     import torch
+
     g = torch.Generator().manual_seed(3000 + seed)
-    return [[torch.randn(1, tokens, 32, generator=g),
-             {"pooled_output": torch.randn(1, 32, generator=g),
-              "conditioning_llama3": torch.randn(1, 2, tokens, 32, generator=g)}]]
+    return [
+        [
+            torch.randn(1, tokens, 32, generator=g),
+            {
+                "pooled_output": torch.randn(1, 32, generator=g),
+                "conditioning_llama3": torch.randn(1, 2, tokens, 32, generator=g),
+            },
+        ]
+    ]
 
 
 # ---------------------------------------------------------------- real prompts in this process
@@ -688,12 +819,16 @@ class KeepLatentNode:
         return {}
 
 
-FIXTURE_NODES = {"TinyFixtureModel": TinyModelNode, "TinyFixtureConditioning": TinyConditioningNode,
-                 "TinyFixtureKeepLatent": KeepLatentNode}
+FIXTURE_NODES = {
+    "TinyFixtureModel": TinyModelNode,
+    "TinyFixtureConditioning": TinyConditioningNode,
+    "TinyFixtureKeepLatent": KeepLatentNode,
+}
 
 
 class _QuietServer:
     """What ComfyUI's executor reports to: nothing listens."""
+
     client_id = None
     last_node_id = None
     last_prompt_id = None
@@ -710,6 +845,7 @@ def _executor_options(execution) -> dict:
     """What main.py passes the executor in the running release (0.8 reads cache_args)."""
     import inspect
     from comfy.cli_args import args
+
     if "cache_args" in inspect.signature(execution.PromptExecutor).parameters:
         return {"cache_args": {"lru": getattr(args, "cache_lru", 0), "ram": getattr(args, "cache_ram", 0)}}
     return {}
@@ -721,6 +857,7 @@ def run_prompt(prompt: dict) -> dict:
     error text when validation or execution fails."""
     import uuid
     import execution
+
     comfy_nodes = load_extra_nodes()
     comfy_nodes.NODE_CLASS_MAPPINGS.update(FIXTURE_NODES)
     prompt_id = uuid.uuid4().hex
@@ -742,6 +879,7 @@ def evaluate_roles(patcher, role_list, x, sigma, positive, negative, cfg=1.0, gu
     calls its model: wrappers merged, model loaded, injections live."""
     import torch
     import comfy.samplers
+
     roles = pack_module("nodes.roles")
     result = {}
 
@@ -758,8 +896,14 @@ def evaluate_roles(patcher, role_list, x, sigma, positive, negative, cfg=1.0, gu
         guider = comfy.samplers.CFGGuider(patcher)
         guider.set_conds(positive, negative)
         guider.set_cfg(cfg)
-    guider.sample(torch.zeros_like(x), torch.zeros_like(x), comfy.samplers.KSAMPLER(sampler_fn),
-                  torch.tensor([float(sigma), 0.0]), seed=0, disable_pbar=True)
+    guider.sample(
+        torch.zeros_like(x),
+        torch.zeros_like(x),
+        comfy.samplers.KSAMPLER(sampler_fn),
+        torch.tensor([float(sigma), 0.0]),
+        seed=0,
+        disable_pbar=True,
+    )
     return result
 
 

@@ -1,5 +1,6 @@
 """Test tiers: core tests run everywhere; tests marked ``comfyui`` need a real ComfyUI at
 ``$COMFYUI_PATH`` (else ``/opt/ComfyUI``) and skip with the reason printed when it is absent."""
+
 import pathlib
 import sys
 

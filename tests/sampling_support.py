@@ -5,6 +5,7 @@ instrumentation uses ComfyUI's own hook for it (``ModelPatcher.set_model_unet_fu
 on a clone), which sees every model call with its inputs, conds and transformer_options.
 Import only from tests that take the ``comfy`` fixture.
 """
+
 from __future__ import annotations
 
 import types
@@ -12,12 +13,13 @@ import types
 ROLE_KEY = "w2sd_role"
 
 
-def ksampler_reference(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
-                       denoise=1.0):
+def ksampler_reference(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise=1.0):
     """The running ComfyUI's own KSampler node: the output LATENT it returns."""
     import nodes
-    return nodes.KSampler().sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
-                                   latent, denoise=denoise)[0]
+
+    return nodes.KSampler().sample(
+        model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise=denoise
+    )[0]
 
 
 def gaussian_denoiser(model_sampling, std: float = 1.0):
@@ -34,6 +36,7 @@ def gaussian_denoiser(model_sampling, std: float = 1.0):
             a = 1.0 - s
             return x * a * var / (a * a * var + s * s)
         return x * var / (var + s * s)
+
     return denoise
 
 
@@ -48,11 +51,17 @@ def instrument(model, analytic: bool = False, on_call=None):
 
     def wrapper(apply_model, args):
         x, t, c = args["input"], args["timestep"], args["c"]
-        calls.append(types.SimpleNamespace(
-            role=c.get("transformer_options", {}).get(ROLE_KEY), batch=x.shape[0],
-            cond_or_uncond=list(args["cond_or_uncond"]), sigma=float(t[0]),
-            has_control="control" in c, crossattn=c.get("c_crossattn"),
-            model_id=id(apply_model.__self__)))
+        calls.append(
+            types.SimpleNamespace(
+                role=c.get("transformer_options", {}).get(ROLE_KEY),
+                batch=x.shape[0],
+                cond_or_uncond=list(args["cond_or_uncond"]),
+                sigma=float(t[0]),
+                has_control="control" in c,
+                crossattn=c.get("c_crossattn"),
+                model_id=id(apply_model.__self__),
+            )
+        )
         if on_call is not None:
             on_call(args)
         if denoise is not None:
@@ -81,6 +90,7 @@ def cfg_recorder(model):
 def snapshot(patcher) -> dict:
     """What a run must leave unchanged on a user's ModelPatcher."""
     import copy
+
     return {
         "weights": {k: v.detach().clone() for k, v in patcher.model.state_dict().items()},
         "patches": {k: list(v) for k, v in patcher.patches.items()},
@@ -97,6 +107,7 @@ def snapshot(patcher) -> dict:
 
 def assert_unchanged(before: dict, patcher) -> None:
     import torch
+
     after = snapshot(patcher)
     assert before["weights"].keys() == after["weights"].keys()
     for k in before["weights"]:
@@ -109,6 +120,7 @@ def assert_unchanged(before: dict, patcher) -> None:
 def karras_sigmas(model, steps, scheduler="karras"):
     """A schedule of ``model`` from ComfyUI's own scheduler (karras unless named)."""
     import comfy.samplers
+
     return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()
 
 
@@ -116,9 +128,10 @@ def w2sd_sampler(sampler="euler", **inputs):
     """The W2SD Sampler node's output wrapping ``sampler`` (a SAMPLER, or a sampler's name)."""
     import comfy.samplers
     import comfy_support
+
     if isinstance(sampler, str):
         sampler = comfy.samplers.sampler_object(sampler)
-    inputs.setdefault("reflect_steps", -1)   # the tests exercise the method; the default is off
+    inputs.setdefault("reflect_steps", -1)  # the tests exercise the method; the default is off
     return comfy_support.node_class("W2SDSampler").execute(sampler, **inputs).args[0]
 
 

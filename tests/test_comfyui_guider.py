@@ -4,6 +4,7 @@ options), ControlNet kept to the strong conds, pair validation, user models left
 Model calls are observed through ComfyUI's own unet-function wrapper (sampling_support.instrument),
 which sees each call's role tag, batch, conds and ControlNet output.
 """
+
 import pytest
 import torch
 
@@ -17,11 +18,19 @@ SEED = 3
 
 def _sample(guider, sampler, steps=4, latent=None, seed=SEED):
     import comfy.sample
+
     latent = latent or cs.latent(1, 8)
     latent_image = comfy.sample.fix_empty_latent_channels(guider.model_patcher, latent["samples"])
     noise = comfy.sample.prepare_noise(latent_image, seed)
-    return guider.sample(noise, latent_image, sampler, karras_sigmas(guider.model_patcher, steps),
-                         denoise_mask=latent.get("noise_mask"), disable_pbar=True, seed=seed)
+    return guider.sample(
+        noise,
+        latent_image,
+        sampler,
+        karras_sigmas(guider.model_patcher, steps),
+        denoise_mask=latent.get("noise_mask"),
+        disable_pbar=True,
+        seed=seed,
+    )
 
 
 def _guider(model, cfg=5.0, **optional):
@@ -36,6 +45,7 @@ def _chunks(call):
 
 def test_normal_steps_are_the_cfg_guiders_bit_for_bit(comfy):
     import comfy.samplers
+
     model = cs.tiny_model("eps")
     plain = comfy.samplers.CFGGuider(model)
     plain.set_conds(cs.cond(0), cs.cond(1))
@@ -75,6 +85,7 @@ def _tiny_controlnet(model):
     import comfy.controlnet
     import comfy.model_management as mm
     import comfy.ops
+
     config = dict(model.model.model_config.unet_config)
     config.pop("out_channels")
     config.update(hint_channels=3, operations=comfy.ops.disable_weight_init, dtype=torch.float32, device="cpu")
@@ -90,10 +101,9 @@ def test_controlnet_stays_with_the_strong_conditioning(comfy):
     model, calls = instrument(base, analytic=True)
     control = _tiny_controlnet(base)
     positive = [[t, {**extras, "control": control, "control_apply_to_uncond": True}] for t, extras in cs.cond(0)]
-    guider = cs.node_class("W2SDGuider").execute(model, positive, cs.cond(1), 5.0,
-                                                 weak_positive=cs.cond(5)).args[0]
+    guider = cs.node_class("W2SDGuider").execute(model, positive, cs.cond(1), 5.0, weak_positive=cs.cond(5)).args[0]
     _sample(guider, w2sd_sampler(reflect_steps=2))
-    assert [c.has_control for c in calls if c.role is None] == [True] * 4       # cond and uncond batched
+    assert [c.has_control for c in calls if c.role is None] == [True] * 4  # cond and uncond batched
     assert [c.has_control for c in calls if c.role == "reflect_strong"] == [True] * 2
     assert [c.has_control for c in calls if c.role == "reflect_weak"] == [False] * 2
 
@@ -108,12 +118,17 @@ def test_a_second_checkpoint_gets_controlnets_prepared_for_itself(comfy):
     def check_controls(args):
         def chain(control):
             return [control] + (chain(control.previous_controlnet) if control.previous_controlnet else [])
+
         weak_chain = chain(guider.weak.conds["positive"][0]["control"])
         strong_chain = chain(guider.conds["positive"][0]["control"])
-        seen.append((len(weak_chain) == len(strong_chain) == 2,
-                     all(w is not s for w, s in zip(weak_chain, strong_chain)),
-                     all(w.model_sampling_current is weak.model.model_sampling for w in weak_chain),
-                     all(s.model_sampling_current is strong.model.model_sampling for s in strong_chain)))
+        seen.append(
+            (
+                len(weak_chain) == len(strong_chain) == 2,
+                all(w is not s for w, s in zip(weak_chain, strong_chain)),
+                all(w.model_sampling_current is weak.model.model_sampling for w in weak_chain),
+                all(s.model_sampling_current is strong.model.model_sampling for s in strong_chain),
+            )
+        )
 
     weak, weak_calls = instrument(cs.tiny_model("eps", seed=1), on_call=check_controls)
     control = _tiny_controlnet(strong)
@@ -129,6 +144,7 @@ def test_a_second_checkpoint_gets_controlnets_prepared_for_itself(comfy):
 
 def test_two_checkpoints_load_together_and_weak_calls_run_on_the_weak_model(comfy, monkeypatch):
     import comfy.model_management as mm
+
     strong, strong_calls = instrument(cs.tiny_model("eps", seed=0))
     loaded_during_weak_calls = []
 
@@ -139,14 +155,15 @@ def test_two_checkpoints_load_together_and_weak_calls_run_on_the_weak_model(comf
     weak, weak_calls = instrument(cs.tiny_model("eps", seed=1), on_call=check_loaded)
     loads = []
     original = mm.load_models_gpu
-    monkeypatch.setattr(mm, "load_models_gpu", lambda models, *a, **k: (loads.append(len(models)),
-                                                                          original(models, *a, **k))[1])
+    monkeypatch.setattr(
+        mm, "load_models_gpu", lambda models, *a, **k: (loads.append(len(models)), original(models, *a, **k))[1]
+    )
     guider = _guider(strong, weak_model=weak)
     sampler = w2sd_sampler(reflect_steps=3)
     out = _sample(guider, sampler, steps=5)
     assert torch.isfinite(out).all()
     assert sampler.report.differences == ["weak model (second checkpoint)"]
-    assert len(loads) == 1                                            # one load for the whole run
+    assert len(loads) == 1  # one load for the whole run
     assert [c.role for c in weak_calls] == ["reflect_weak"] * 3
     assert {c.model_id for c in weak_calls} == {id(weak.model)}
     assert {c.model_id for c in strong_calls} == {id(strong.model)}
@@ -159,7 +176,7 @@ def test_weak_model_with_other_options_shares_the_weights(comfy):
     """A weak MODEL that is the strong one with other model options (e.g. an attention patch)
     runs on the same loaded weights with its own options."""
     strong, strong_calls = instrument(cs.tiny_model("eps"), analytic=True)
-    weak, weak_calls = instrument(strong, analytic=True)     # a clone: same weights, own wrapper
+    weak, weak_calls = instrument(strong, analytic=True)  # a clone: same weights, own wrapper
     sampler = w2sd_sampler(reflect_steps=2)
     _sample(_guider(strong, weak_model=weak), sampler)
     assert sampler.report.differences == ["weak model (same weights, other model patches)"]
@@ -210,10 +227,14 @@ def test_flow_models_with_other_shifts_pair(comfy):
     strong = cs.tiny_model("flow")
     weak = _with_sampling(cs.tiny_model("flow", seed=1), shift=3.0)
     assert float(weak.get_model_object("model_sampling").sigma_min) > 2 * float(
-        strong.get_model_object("model_sampling").sigma_min)
+        strong.get_model_object("model_sampling").sigma_min
+    )
     sampler = w2sd_sampler(reflect_steps=2, reflect_end_percent=1.0)
-    guider = cs.node_class("W2SDGuider").execute(strong, cs.cond(0, "flow"), cs.cond(1, "flow"), 5.0,
-                                                 weak_model=weak).args[0]
+    guider = (
+        cs.node_class("W2SDGuider")
+        .execute(strong, cs.cond(0, "flow"), cs.cond(1, "flow"), 5.0, weak_model=weak)
+        .args[0]
+    )
     out = _sample(guider, sampler)
     assert torch.isfinite(out).all()
     assert sampler.report.reflections == 2
@@ -233,8 +254,10 @@ def test_user_models_are_left_untouched_and_runs_repeat(comfy):
 
 def test_a_plain_sampler_reflects_with_the_default_plan(comfy):
     import comfy.samplers
+
     model, calls = instrument(cs.tiny_model("eps"), analytic=True)
     from w2sd_core import default_plan
+
     _sample(_guider(model, strong_cfg=5.5, weak_cfg=1.0), comfy.samplers.sampler_object("euler"), steps=4)
     default = default_plan(model.get_model_object("model_sampling").percent_to_sigma)
     expected = len(default.reflected_steps(karras_sigmas(model, 4))) * default.repeats

@@ -12,6 +12,7 @@ eps 9.8e-3 -> 2.9e-3, v 0.20 -> 0.055, flow 9.3e-4 -> 2.4e-4 from 10 to 40 steps
 the latent without inverting it first is 0.35-0.54 off. The checks below ask for that behaviour with
 margin; they fail if noise scaling, the latent format scale or the direction of the inversion is off.
 """
+
 import copy
 
 import pytest
@@ -27,6 +28,7 @@ SIZE = 8  # 8x8 latents keep the 40-step runs cheap; the tiny UNet downsamples o
 @pytest.fixture(scope="module")
 def inversion(comfy):
     import comfy.utils
+
     progress = comfy.utils.PROGRESS_BAR_ENABLED
     comfy.utils.PROGRESS_BAR_ENABLED = False  # keeps pytest's output readable
     yield comfy_support.node_class("W2SDInversionStep")
@@ -40,25 +42,40 @@ def models(comfy):
 
 def schedule(model, steps, scheduler="normal"):
     import comfy.samplers
+
     return comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()
 
 
-def ksampler_advanced(model, latent, steps, start, cfg=1.0, positive=None, negative=None,
-                      scheduler="normal"):
+def ksampler_advanced(model, latent, steps, start, cfg=1.0, positive=None, negative=None, scheduler="normal"):
     """KSamplerAdvanced(add_noise=disable, start_at_step=start, end_at_step=10000,
     return_with_leftover_noise=disable, sampler euler), called as nodes.common_ksampler does."""
     import torch
     import comfy.sample
+
     positive = comfy_support.cond(0) if positive is None else positive
     negative = comfy_support.cond(1) if negative is None else negative
     latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
-    noise = torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout,
-                        device="cpu")
-    return comfy.sample.sample(model, noise, steps, cfg, "euler", scheduler, positive, negative,
-                               latent_image, denoise=1.0, disable_noise=True, start_step=start,
-                               last_step=10000, force_full_denoise=True,
-                               noise_mask=latent.get("noise_mask"), callback=None, disable_pbar=True,
-                               seed=0)
+    noise = torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout, device="cpu")
+    return comfy.sample.sample(
+        model,
+        noise,
+        steps,
+        cfg,
+        "euler",
+        scheduler,
+        positive,
+        negative,
+        latent_image,
+        denoise=1.0,
+        disable_noise=True,
+        start_step=start,
+        last_step=10000,
+        force_full_denoise=True,
+        noise_mask=latent.get("noise_mask"),
+        callback=None,
+        disable_pbar=True,
+        seed=0,
+    )
 
 
 def sampler_custom_advanced(model, latent, sigmas, cfg=1.0):
@@ -66,19 +83,25 @@ def sampler_custom_advanced(model, latent, sigmas, cfg=1.0):
     import torch
     import comfy.sample
     import comfy.samplers
+
     guider = comfy.samplers.CFGGuider(model)
     guider.set_conds(comfy_support.cond(0), comfy_support.cond(1))
     guider.set_cfg(cfg)
     latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
-    noise = torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout,
-                        device="cpu")
-    return guider.sample(noise, latent_image, comfy.samplers.sampler_object("euler"), sigmas,
-                         denoise_mask=latent.get("noise_mask"), disable_pbar=True, seed=0)
+    noise = torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout, device="cpu")
+    return guider.sample(
+        noise,
+        latent_image,
+        comfy.samplers.sampler_object("euler"),
+        sigmas,
+        denoise_mask=latent.get("noise_mask"),
+        disable_pbar=True,
+        seed=0,
+    )
 
 
 def invert(node, model, latent, sigmas, cfg=1.0, inversion="next"):
-    return node.execute(model, comfy_support.cond(0), comfy_support.cond(1), cfg, latent, sigmas,
-                        inversion).result[0]
+    return node.execute(model, comfy_support.cond(0), comfy_support.cond(1), cfg, latent, sigmas, inversion).result[0]
 
 
 @pytest.mark.parametrize("kind", ["eps", "v", "flow"])
@@ -128,6 +151,7 @@ def test_noise_mask_and_latent_keys(inversion, models, kind):
     """Unmasked regions stay on the input latent (as in ComfyUI's inpainting with zero noise), the
     masked region is inverted, the latent's other keys pass through and the round trip holds."""
     import torch
+
     model = models[kind]
     latent = comfy_support.latent(2, SIZE, seed=5)
     mask = torch.zeros(1, SIZE, SIZE)
@@ -136,8 +160,8 @@ def test_noise_mask_and_latent_keys(inversion, models, kind):
     steps, k = 10, 5
     inverted = invert(inversion, model, latent, schedule(model, steps)[k:])
     assert inverted["noise_mask"] is mask and inverted["batch_index"] == [3, 4]
-    kept, moved = inverted["samples"][..., SIZE // 2:], inverted["samples"][..., : SIZE // 2]
-    assert torch.allclose(kept, latent["samples"][..., SIZE // 2:], atol=1e-5)
+    kept, moved = inverted["samples"][..., SIZE // 2 :], inverted["samples"][..., : SIZE // 2]
+    assert torch.allclose(kept, latent["samples"][..., SIZE // 2 :], atol=1e-5)
     assert rel(moved, latent["samples"][..., : SIZE // 2]) > 0.1
     back = ksampler_advanced(model, inverted, steps, k)
     assert rel(back, latent["samples"]) < 0.05
@@ -149,6 +173,7 @@ def test_ascending_sigmas_and_partial_segment(inversion, models):
     with the matching sampler segment."""
     import torch
     import comfy.sample
+
     model = models["flow"]
     latent = comfy_support.latent(1, SIZE, seed=6)
     sigmas = schedule(model, 10)
@@ -157,9 +182,23 @@ def test_ascending_sigmas_and_partial_segment(inversion, models):
     assert torch.equal(down, up)
 
     def segment(samples, noise, start, last):
-        return comfy.sample.sample(model, noise, 10, 1.0, "euler", "normal", comfy_support.cond(0),
-                                   comfy_support.cond(1), samples, disable_noise=False, start_step=start,
-                                   last_step=last, force_full_denoise=False, disable_pbar=True, seed=0)
+        return comfy.sample.sample(
+            model,
+            noise,
+            10,
+            1.0,
+            "euler",
+            "normal",
+            comfy_support.cond(0),
+            comfy_support.cond(1),
+            samples,
+            disable_noise=False,
+            start_step=start,
+            last_step=last,
+            force_full_denoise=False,
+            disable_pbar=True,
+            seed=0,
+        )
 
     empty = torch.zeros(1, 4, SIZE, SIZE)
     noise = torch.randn(1, 4, SIZE, SIZE, generator=torch.Generator().manual_seed(8))
@@ -172,6 +211,7 @@ def test_ascending_sigmas_and_partial_segment(inversion, models):
 
 def test_model_untouched(inversion, models):
     import torch
+
     model = models["v"]
     weights = {k: v.clone() for k, v in model.model.state_dict().items()}
     options = copy.deepcopy(model.model_options)
@@ -182,25 +222,34 @@ def test_model_untouched(inversion, models):
         assert torch.equal(value, weights[key]), key
 
 
-@pytest.mark.parametrize("sigmas, message", [
-    ([0.0], "at least 2 sigmas"),
-    ([], "at least 2 sigmas"),
-    ([0.0, 0.0, 0.0], "all zero"),
-    ([1.0, 2.0, 0.5], "monotone"),
-    ([1.0, 1.0], "all sigmas equal"),
-    ([1.0, -0.5], "negative"),
-    ([float("nan"), 0.0], "non-finite"),
-])
+@pytest.mark.parametrize(
+    "sigmas, message",
+    [
+        ([0.0], "at least 2 sigmas"),
+        ([], "at least 2 sigmas"),
+        ([0.0, 0.0, 0.0], "all zero"),
+        ([1.0, 2.0, 0.5], "monotone"),
+        ([1.0, 1.0], "all sigmas equal"),
+        ([1.0, -0.5], "negative"),
+        ([float("nan"), 0.0], "non-finite"),
+    ],
+)
 def test_clear_errors_for_bad_sigmas(inversion, models, sigmas, message):
     import torch
+
     with pytest.raises(ValueError, match=message):
         invert(inversion, models["eps"], comfy_support.latent(1, SIZE, seed=0), torch.tensor(sigmas))
 
 
 def test_clear_error_for_bad_inversion_mode(inversion, models):
     with pytest.raises(ValueError, match="inversion must be one of"):
-        invert(inversion, models["eps"], comfy_support.latent(1, SIZE, seed=0),
-               schedule(models["eps"], 4)[2:], inversion="official")
+        invert(
+            inversion,
+            models["eps"],
+            comfy_support.latent(1, SIZE, seed=0),
+            schedule(models["eps"], 4)[2:],
+            inversion="official",
+        )
 
 
 def test_schema(inversion):

@@ -3,6 +3,7 @@
 What routing each call used is observed from outside: the experts' own forward calls are counted
 per token and compared with the top or bottom ranks of the gate scores the test computes itself.
 """
+
 import pytest
 import torch
 
@@ -43,6 +44,7 @@ class RoutingRecorder:
     def _expert(self, i):
         def hook(module, args):
             self.calls[-1]["rows"][i] = args[0].shape[0]
+
         return hook
 
     def close(self):
@@ -58,8 +60,11 @@ def expected_rows(gate, h, ranks):
 
 
 def routed_layers(patcher):
-    return [m for m in patcher.model.modules() if hasattr(m, "gate") and hasattr(m, "experts")
-            and isinstance(m.gate, tuple(moe().gate_classes()))]
+    return [
+        m
+        for m in patcher.model.modules()
+        if hasattr(m, "gate") and hasattr(m, "experts") and isinstance(m.gate, tuple(moe().gate_classes()))
+    ]
 
 
 def inputs(seed=0):
@@ -69,13 +74,14 @@ def inputs(seed=0):
 
 # ---------------------------------------------------------------- tests
 
+
 def test_this_release_ships_the_routed_gates_w2sd_knows(comfy):
     """Both supported releases have HiDream and Hunyuan3D 2.1: a renamed gate class must fail
     here, not silently leave the node with nothing to route."""
     families = set(moe().gate_classes().values())
     assert {"HiDream", "Hunyuan3D 2.1"} <= families, families
     base = cs.tiny_hidream_model()
-    assert len(moe().find_gates(base.model)) == 2       # one double- and one single-stream block
+    assert len(moe().find_gates(base.model)) == 2  # one double- and one single-stream block
 
 
 @pytest.mark.parametrize("start, ranks", [(-1, [2, 3]), (1, [1, 2])])
@@ -104,12 +110,14 @@ def test_only_weak_calls_route_to_other_experts(comfy, start, ranks):
 def _reference_gate(gate, ranks, own_scores):
     """The weak routing written out for a reference model: the gate's scores, the given ranks,
     weighted by the top-k scores or their own."""
+
     def forward(hidden_states):
         h = hidden_states.reshape(-1, hidden_states.shape[-1])
         scores = torch.nn.functional.linear(h, gate.weight.to(h.dtype)).softmax(dim=-1)
         ranked, order = scores.sort(dim=-1, descending=True)
-        weights = ranked[:, ranks] if own_scores else ranked[:, :len(ranks)]
+        weights = ranked[:, ranks] if own_scores else ranked[:, : len(ranks)]
         return order[:, ranks].contiguous(), weights.contiguous(), None
+
     return forward
 
 
@@ -134,15 +142,28 @@ def test_in_a_real_prompt_reflect_steps_0_is_ksampler_and_reflection_reroutes(co
         "2": {"class_type": "TinyFixtureConditioning", "inputs": {"family": "hidream", "seed": 0}},
         "3": {"class_type": "TinyFixtureConditioning", "inputs": {"family": "hidream", "seed": 1}},
         "4": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        "5": {"class_type": "W2SDExpertPairBuilder",
-              "inputs": {"model": ["1", 0], "weak_start_rank": -1, "weak_weights": "top-k weights"}},
+        "5": {
+            "class_type": "W2SDExpertPairBuilder",
+            "inputs": {"model": ["1", 0], "weak_start_rank": -1, "weak_weights": "top-k weights"},
+        },
     }
-    common = {"seed": 3, "steps": 4, "cfg": 2.0, "sampler_name": "euler", "scheduler": "simple",
-              "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0], "denoise": 1.0}
+    common = {
+        "seed": 3,
+        "steps": 4,
+        "cfg": 2.0,
+        "sampler_name": "euler",
+        "scheduler": "simple",
+        "positive": ["2", 0],
+        "negative": ["3", 0],
+        "latent_image": ["4", 0],
+        "denoise": 1.0,
+    }
     prompt["6"] = {"class_type": "KSampler", "inputs": {"model": ["1", 0], **common}}
     for nid, steps in (("7", 0), ("8", 2)):
-        prompt[nid] = {"class_type": "W2SDReflectiveKSampler",
-                       "inputs": {"model": ["5", 0], **common, "reflect_steps": steps, "reflect_end_percent": 1.0}}
+        prompt[nid] = {
+            "class_type": "W2SDReflectiveKSampler",
+            "inputs": {"model": ["5", 0], **common, "reflect_steps": steps, "reflect_end_percent": 1.0},
+        }
     for nid, key in (("6", "stock"), ("7", "off"), ("8", "on")):
         prompt[f"k{nid}"] = {"class_type": "TinyFixtureKeepLatent", "inputs": {"samples": [nid, 0], "key": key}}
     out = cs.run_prompt(prompt)
@@ -152,6 +173,7 @@ def test_in_a_real_prompt_reflect_steps_0_is_ksampler_and_reflection_reroutes(co
 
 def test_user_model_is_left_untouched(comfy):
     import comfy.model_management as mm
+
     base = cs.tiny_hidream_model(seed=4)
     pair, _ = build(base)
     x, pos, neg = inputs()
@@ -172,6 +194,7 @@ def test_refusals_name_the_way_out(comfy):
 
 # ---------------------------------------------------------------- Wan 2.2's two experts
 
+
 def wan22_prompt(high_sampler: dict) -> dict:
     """Wan 2.2 text-to-video as ComfyUI's template chains it, on tiny Wan DiTs and 5-D latents: the
     high-noise expert runs the first half of a 6-step schedule and hands its noisy latent to the
@@ -183,41 +206,92 @@ def wan22_prompt(high_sampler: dict) -> dict:
         "lo8": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["lo", 0], "shift": 8.0}},
         "pos": {"class_type": "TinyFixtureConditioning", "inputs": {"family": "wan_high", "seed": 0}},
         "neg": {"class_type": "TinyFixtureConditioning", "inputs": {"family": "wan_high", "seed": 1}},
-        "lat": {"class_type": "EmptyHunyuanLatentVideo",
-                "inputs": {"width": 64, "height": 64, "length": 5, "batch_size": 1}},
-        "low": {"class_type": "KSamplerAdvanced", "inputs": {
-            "model": ["lo8", 0], "add_noise": "disable", "noise_seed": 0, "steps": 6, "cfg": 3.5,
-            "sampler_name": "euler", "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
-            "latent_image": ["high", 0], "start_at_step": 3, "end_at_step": 10000,
-            "return_with_leftover_noise": "disable"}},
+        "lat": {
+            "class_type": "EmptyHunyuanLatentVideo",
+            "inputs": {"width": 64, "height": 64, "length": 5, "batch_size": 1},
+        },
+        "low": {
+            "class_type": "KSamplerAdvanced",
+            "inputs": {
+                "model": ["lo8", 0],
+                "add_noise": "disable",
+                "noise_seed": 0,
+                "steps": 6,
+                "cfg": 3.5,
+                "sampler_name": "euler",
+                "scheduler": "simple",
+                "positive": ["pos", 0],
+                "negative": ["neg", 0],
+                "latent_image": ["high", 0],
+                "start_at_step": 3,
+                "end_at_step": 10000,
+                "return_with_leftover_noise": "disable",
+            },
+        },
         "keep": {"class_type": "TinyFixtureKeepLatent", "inputs": {"samples": ["low", 0], "key": "video"}},
     }
     p.update(high_sampler)
     return p
 
 
-STOCK_HIGH = {"high": {"class_type": "KSamplerAdvanced", "inputs": {
-    "model": ["hi8", 0], "add_noise": "enable", "noise_seed": 7, "steps": 6, "cfg": 3.5,
-    "sampler_name": "euler", "scheduler": "simple", "positive": ["pos", 0], "negative": ["neg", 0],
-    "latent_image": ["lat", 0], "start_at_step": 0, "end_at_step": 3, "return_with_leftover_noise": "enable"}}}
+STOCK_HIGH = {
+    "high": {
+        "class_type": "KSamplerAdvanced",
+        "inputs": {
+            "model": ["hi8", 0],
+            "add_noise": "enable",
+            "noise_seed": 7,
+            "steps": 6,
+            "cfg": 3.5,
+            "sampler_name": "euler",
+            "scheduler": "simple",
+            "positive": ["pos", 0],
+            "negative": ["neg", 0],
+            "latent_image": ["lat", 0],
+            "start_at_step": 0,
+            "end_at_step": 3,
+            "return_with_leftover_noise": "enable",
+        },
+    }
+}
 
 
 def w2sd_high(reflect_steps: int) -> dict:
     """The high-noise half with W2SD: a CFG pair (strong 3.5 / weak 1.0) on the high-noise expert."""
     return {
-        "sched": {"class_type": "BasicScheduler", "inputs": {"model": ["hi8", 0], "scheduler": "simple",
-                                                             "steps": 6, "denoise": 1.0}},
+        "sched": {
+            "class_type": "BasicScheduler",
+            "inputs": {"model": ["hi8", 0], "scheduler": "simple", "steps": 6, "denoise": 1.0},
+        },
         "split": {"class_type": "SplitSigmas", "inputs": {"sigmas": ["sched", 0], "step": 3}},
         "noise": {"class_type": "RandomNoise", "inputs": {"noise_seed": 7}},
         "select": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
-        "w2sampler": {"class_type": "W2SDSampler", "inputs": {
-            "sampler": ["select", 0], "reflect_steps": reflect_steps, "reflect_end_percent": 1.0,
-            "repeats": 1, "inversion": "next", "strong_cfg": -1.0, "weak_cfg": 1.0}},
-        "guider": {"class_type": "W2SDGuider", "inputs": {"model": ["hi8", 0], "positive": ["pos", 0],
-                                                          "negative": ["neg", 0], "cfg": 3.5}},
-        "high": {"class_type": "SamplerCustomAdvanced", "inputs": {
-            "noise": ["noise", 0], "guider": ["guider", 0], "sampler": ["w2sampler", 0],
-            "sigmas": ["split", 0], "latent_image": ["lat", 0]}},
+        "w2sampler": {
+            "class_type": "W2SDSampler",
+            "inputs": {
+                "sampler": ["select", 0],
+                "reflect_steps": reflect_steps,
+                "reflect_end_percent": 1.0,
+                "repeats": 1,
+                "inversion": "next",
+                "strong_cfg": -1.0,
+                "weak_cfg": 1.0,
+            },
+        },
+        "guider": {
+            "class_type": "W2SDGuider",
+            "inputs": {"model": ["hi8", 0], "positive": ["pos", 0], "negative": ["neg", 0], "cfg": 3.5},
+        },
+        "high": {
+            "class_type": "SamplerCustomAdvanced",
+            "inputs": {
+                "noise": ["noise", 0],
+                "guider": ["guider", 0],
+                "sampler": ["w2sampler", 0],
+                "sigmas": ["split", 0],
+                "latent_image": ["lat", 0],
+            },
+        },
     }
 
 

@@ -1,6 +1,7 @@
 """Model-patch pairs against real ComfyUI: the weak side is the strong model with other (or no) model
 patches from ComfyUI's own nodes, on the same loaded weights. The reference for each side is that
 side's MODEL sampled alone by ComfyUI's CFGGuider."""
+
 import pytest
 import torch
 
@@ -59,19 +60,34 @@ def test_in_a_real_prompt_reflect_steps_0_is_ksampler(extras):
         "5": {"class_type": "FreeU_V2", "inputs": {"model": ["1", 0], **PER_CALL_PATCHES["FreeU_V2"]}},
         "6": {"class_type": "PerturbedAttentionGuidance", "inputs": {"model": ["1", 0], "scale": 3.0}},
     }
-    common = {"seed": 2, "steps": 4, "cfg": 4.0, "sampler_name": "euler", "scheduler": "karras",
-              "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0], "denoise": 1.0}
+    common = {
+        "seed": 2,
+        "steps": 4,
+        "cfg": 4.0,
+        "sampler_name": "euler",
+        "scheduler": "karras",
+        "positive": ["2", 0],
+        "negative": ["3", 0],
+        "latent_image": ["4", 0],
+        "denoise": 1.0,
+    }
     runs = {  # key: (model, weak_model, reflect_steps); FreeU strong over plain, plain over PAG weak
-        "freeu_stock": ("5", None, None), "freeu_off": ("5", "1", 0), "freeu_on": ("5", "1", 2),
-        "plain_stock": ("1", None, None), "pag_weak_off": ("1", "6", 0), "pag_weak_on": ("1", "6", 2)}
+        "freeu_stock": ("5", None, None),
+        "freeu_off": ("5", "1", 0),
+        "freeu_on": ("5", "1", 2),
+        "plain_stock": ("1", None, None),
+        "pag_weak_off": ("1", "6", 0),
+        "pag_weak_on": ("1", "6", 2),
+    }
     for key, (model, weak, steps) in runs.items():
         inputs = {"model": [model, 0], **common}
         if steps is None:
             prompt[key] = {"class_type": "KSampler", "inputs": inputs}
         else:
-            prompt[key] = {"class_type": "W2SDReflectiveKSampler",
-                           "inputs": {**inputs, "weak_model": [weak, 0], "reflect_steps": steps,
-                                      "reflect_end_percent": 1.0}}
+            prompt[key] = {
+                "class_type": "W2SDReflectiveKSampler",
+                "inputs": {**inputs, "weak_model": [weak, 0], "reflect_steps": steps, "reflect_end_percent": 1.0},
+            }
         prompt[f"keep_{key}"] = {"class_type": "TinyFixtureKeepLatent", "inputs": {"samples": [key, 0], "key": key}}
     out = cs.run_prompt(prompt)
     assert torch.equal(out["freeu_off"], out["freeu_stock"])
@@ -91,17 +107,20 @@ def test_one_side_only_weight_patches_are_refused_with_the_reason(extras):
 
 def test_per_run_patches_are_refused_with_the_reason(extras):
     import comfy.patcher_extension
+
     base = cs.tiny_model("eps")
     differential = cs.patch_with("DifferentialDiffusion", base)
     with pytest.raises(ValueError, match="per sampling run.*denoise mask function"):
         w2sd_guider(base, differential, 3.0)
     wrapped = base.clone()
-    wrapped.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, "test",
-                                 lambda executor, *a, **k: executor(*a, **k))
+    wrapped.add_wrapper_with_key(
+        comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, "test", lambda executor, *a, **k: executor(*a, **k)
+    )
     with pytest.raises(ValueError, match="outer_sample wrappers"):
         w2sd_guider(wrapped, base, 3.0)
     # a per-call wrapper (apply_model) on one side is an ordinary OPTIONS pair
     per_call = base.clone()
-    per_call.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "test",
-                                  lambda executor, *a, **k: executor(*a, **k))
+    per_call.add_wrapper_with_key(
+        comfy.patcher_extension.WrappersMP.APPLY_MODEL, "test", lambda executor, *a, **k: executor(*a, **k)
+    )
     assert w2sd_guider(base, per_call, 3.0).weak_relation == cs.pack_module("nodes.pairs").OPTIONS

@@ -7,6 +7,7 @@ with no inputs) gives a 1024-dim CONDITIONING without any CLIP weights and ``Con
 the negative; ``ModelSamplingDiscrete`` / ``ModelSamplingSD3`` turn the model into v-prediction and
 flow; ``LoadLatent`` / ``SaveLatent`` move latents in and out with no VAE. One server per module.
 """
+
 import pytest
 import torch
 
@@ -16,7 +17,7 @@ from sampling_support import rel
 pytestmark = pytest.mark.comfyui
 
 STEPS, SPLIT = 20, 10  # the round trip inverts the low half of a 20-step schedule
-LATENT_SIZE = 8       # 64x64 pixels
+LATENT_SIZE = 8  # 64x64 pixels
 #: Relative L2 round-trip error allowed. Measured at 20 steps: eps 0.013, v 0.11, flow 0.007.
 #: Euler inversion is first order; the random-weight UNet as a v-predictor bends its trajectories
 #: most (test_comfyui_inversion.py shows the error shrinking with the step count for all three).
@@ -26,6 +27,7 @@ ROUND_TRIP_TOLERANCE = {"eps": 0.05, "v": 0.2, "flow": 0.05}
 @pytest.fixture(scope="module")
 def server(comfy, tmp_path_factory):
     import torch
+
     base = tmp_path_factory.mktemp("comfy_server")
     files = comfy_support.write_tiny_checkpoints(base / "models")
     (base / "input").mkdir(exist_ok=True)
@@ -41,8 +43,10 @@ def base_graph(files):
     """Model variants (eps / v / flow of one tiny UNet), conds, a loaded latent and a split schedule."""
     return {
         "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": files["unet"], "weight_dtype": "default"}},
-        "unet_v": {"class_type": "ModelSamplingDiscrete",
-                   "inputs": {"model": ["unet", 0], "sampling": "v_prediction", "zsnr": False}},
+        "unet_v": {
+            "class_type": "ModelSamplingDiscrete",
+            "inputs": {"model": ["unet", 0], "sampling": "v_prediction", "zsnr": False},
+        },
         "unet_flow": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["unet", 0], "shift": 3.0}},
         "pos": {"class_type": "LotusConditioning", "inputs": {}},
         "neg": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["pos", 0]}},
@@ -53,35 +57,73 @@ def base_graph(files):
 def add_round_trip(graph, tag, model):
     """Invert the low sigmas with W2SD Inversion Step, re-sample them with KSamplerAdvanced
     (add_noise disabled, start_at_step = SPLIT) and with SamplerCustomAdvanced (DisableNoise)."""
-    graph.update({
-        f"sigmas_{tag}": {"class_type": "BasicScheduler",
-                          "inputs": {"model": model, "scheduler": "normal", "steps": STEPS, "denoise": 1.0}},
-        f"split_{tag}": {"class_type": "SplitSigmas", "inputs": {"sigmas": [f"sigmas_{tag}", 0], "step": SPLIT}},
-        f"invert_{tag}": {"class_type": "W2SDInversionStep",
-                          "inputs": {"model": model, "positive": ["pos", 0], "negative": ["neg", 0],
-                                     "cfg": 1.0, "latent": ["original", 0], "sigmas": [f"split_{tag}", 1],
-                                     "inversion": "next"}},
-        f"ksa_{tag}": {"class_type": "KSamplerAdvanced",
-                       "inputs": {"model": model, "add_noise": "disable", "noise_seed": 0, "steps": STEPS,
-                                  "cfg": 1.0, "sampler_name": "euler", "scheduler": "normal",
-                                  "positive": ["pos", 0], "negative": ["neg", 0],
-                                  "latent_image": [f"invert_{tag}", 0], "start_at_step": SPLIT,
-                                  "end_at_step": 10000, "return_with_leftover_noise": "disable"}},
-        f"noise_{tag}": {"class_type": "DisableNoise", "inputs": {}},
-        f"guider_{tag}": {"class_type": "CFGGuider",
-                          "inputs": {"model": model, "positive": ["pos", 0], "negative": ["neg", 0], "cfg": 1.0}},
-        f"euler_{tag}": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
-        f"sca_{tag}": {"class_type": "SamplerCustomAdvanced",
-                       "inputs": {"noise": [f"noise_{tag}", 0], "guider": [f"guider_{tag}", 0],
-                                  "sampler": [f"euler_{tag}", 0], "sigmas": [f"split_{tag}", 1],
-                                  "latent_image": [f"invert_{tag}", 0]}},
-        f"save_inverted_{tag}": {"class_type": "SaveLatent",
-                                 "inputs": {"samples": [f"invert_{tag}", 0], "filename_prefix": f"latents/inverted_{tag}"}},
-        f"save_ksa_{tag}": {"class_type": "SaveLatent",
-                            "inputs": {"samples": [f"ksa_{tag}", 0], "filename_prefix": f"latents/ksa_{tag}"}},
-        f"save_sca_{tag}": {"class_type": "SaveLatent",
-                            "inputs": {"samples": [f"sca_{tag}", 0], "filename_prefix": f"latents/sca_{tag}"}},
-    })
+    graph.update(
+        {
+            f"sigmas_{tag}": {
+                "class_type": "BasicScheduler",
+                "inputs": {"model": model, "scheduler": "normal", "steps": STEPS, "denoise": 1.0},
+            },
+            f"split_{tag}": {"class_type": "SplitSigmas", "inputs": {"sigmas": [f"sigmas_{tag}", 0], "step": SPLIT}},
+            f"invert_{tag}": {
+                "class_type": "W2SDInversionStep",
+                "inputs": {
+                    "model": model,
+                    "positive": ["pos", 0],
+                    "negative": ["neg", 0],
+                    "cfg": 1.0,
+                    "latent": ["original", 0],
+                    "sigmas": [f"split_{tag}", 1],
+                    "inversion": "next",
+                },
+            },
+            f"ksa_{tag}": {
+                "class_type": "KSamplerAdvanced",
+                "inputs": {
+                    "model": model,
+                    "add_noise": "disable",
+                    "noise_seed": 0,
+                    "steps": STEPS,
+                    "cfg": 1.0,
+                    "sampler_name": "euler",
+                    "scheduler": "normal",
+                    "positive": ["pos", 0],
+                    "negative": ["neg", 0],
+                    "latent_image": [f"invert_{tag}", 0],
+                    "start_at_step": SPLIT,
+                    "end_at_step": 10000,
+                    "return_with_leftover_noise": "disable",
+                },
+            },
+            f"noise_{tag}": {"class_type": "DisableNoise", "inputs": {}},
+            f"guider_{tag}": {
+                "class_type": "CFGGuider",
+                "inputs": {"model": model, "positive": ["pos", 0], "negative": ["neg", 0], "cfg": 1.0},
+            },
+            f"euler_{tag}": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+            f"sca_{tag}": {
+                "class_type": "SamplerCustomAdvanced",
+                "inputs": {
+                    "noise": [f"noise_{tag}", 0],
+                    "guider": [f"guider_{tag}", 0],
+                    "sampler": [f"euler_{tag}", 0],
+                    "sigmas": [f"split_{tag}", 1],
+                    "latent_image": [f"invert_{tag}", 0],
+                },
+            },
+            f"save_inverted_{tag}": {
+                "class_type": "SaveLatent",
+                "inputs": {"samples": [f"invert_{tag}", 0], "filename_prefix": f"latents/inverted_{tag}"},
+            },
+            f"save_ksa_{tag}": {
+                "class_type": "SaveLatent",
+                "inputs": {"samples": [f"ksa_{tag}", 0], "filename_prefix": f"latents/ksa_{tag}"},
+            },
+            f"save_sca_{tag}": {
+                "class_type": "SaveLatent",
+                "inputs": {"samples": [f"sca_{tag}", 0], "filename_prefix": f"latents/sca_{tag}"},
+            },
+        }
+    )
 
 
 def saved(server, entry, node_id):
@@ -128,17 +170,38 @@ def test_inversion_error_reaches_the_user(server):
 
 def reflective_graph(files, **overrides):
     graph = base_graph(files)
-    graph.update({
-        "weak": {"class_type": "UNETLoader", "inputs": {"unet_name": files["unet_weak"], "weight_dtype": "default"}},
-        "empty": {"class_type": "EmptyLatentImage",
-                  "inputs": {"width": 8 * LATENT_SIZE, "height": 8 * LATENT_SIZE, "batch_size": 1}},
-        "w2sd": {"class_type": "W2SDReflectiveKSampler",
-                 "inputs": {"model": ["unet", 0], "seed": 42, "steps": 6, "cfg": 2.0, "sampler_name": "euler",
-                            "scheduler": "normal", "positive": ["pos", 0], "negative": ["neg", 0],
-                            "latent_image": ["empty", 0], "denoise": 1.0, "weak_model": ["weak", 0],
-                            "reflect_steps": -1, "repeats": 1, "inversion": "next"}},
-        "save": {"class_type": "SaveLatent", "inputs": {"samples": ["w2sd", 0], "filename_prefix": "latents/w2sd"}},
-    })
+    graph.update(
+        {
+            "weak": {
+                "class_type": "UNETLoader",
+                "inputs": {"unet_name": files["unet_weak"], "weight_dtype": "default"},
+            },
+            "empty": {
+                "class_type": "EmptyLatentImage",
+                "inputs": {"width": 8 * LATENT_SIZE, "height": 8 * LATENT_SIZE, "batch_size": 1},
+            },
+            "w2sd": {
+                "class_type": "W2SDReflectiveKSampler",
+                "inputs": {
+                    "model": ["unet", 0],
+                    "seed": 42,
+                    "steps": 6,
+                    "cfg": 2.0,
+                    "sampler_name": "euler",
+                    "scheduler": "normal",
+                    "positive": ["pos", 0],
+                    "negative": ["neg", 0],
+                    "latent_image": ["empty", 0],
+                    "denoise": 1.0,
+                    "weak_model": ["weak", 0],
+                    "reflect_steps": -1,
+                    "repeats": 1,
+                    "inversion": "next",
+                },
+            },
+            "save": {"class_type": "SaveLatent", "inputs": {"samples": ["w2sd", 0], "filename_prefix": "latents/w2sd"}},
+        }
+    )
     graph["w2sd"]["inputs"].update(overrides)
     return graph
 
@@ -155,10 +218,26 @@ def test_reflective_ksampler_with_two_checkpoints(server):
     assert float((saved(server, plain, "save") - out).abs().max()) > 1e-4
     # ... bit for bit this ComfyUI's own KSampler node, run in the same server.
     stock = reflective_graph(server.files)
-    stock["w2sd"] = {"class_type": "KSampler", "inputs": {
-        k: v for k, v in stock["w2sd"]["inputs"].items()
-        if k in ("model", "seed", "steps", "cfg", "sampler_name", "scheduler", "positive", "negative",
-                 "latent_image", "denoise")}}
+    stock["w2sd"] = {
+        "class_type": "KSampler",
+        "inputs": {
+            k: v
+            for k, v in stock["w2sd"]["inputs"].items()
+            if k
+            in (
+                "model",
+                "seed",
+                "steps",
+                "cfg",
+                "sampler_name",
+                "scheduler",
+                "positive",
+                "negative",
+                "latent_image",
+                "denoise",
+            )
+        },
+    }
     reference = server.run(stock, timeout=120)
     assert server.succeeded(reference), server.error_of(reference)
     assert torch.equal(saved(server, reference, "save"), saved(server, plain, "save"))

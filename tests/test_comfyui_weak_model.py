@@ -3,6 +3,7 @@
 The reference for every role is ComfyUI itself: a clone of the base with the LoRA fused at the
 role's strength by comfy.sd.load_lora_for_models (what LoraLoaderModelOnly does).
 """
+
 import gc
 
 import pytest
@@ -19,6 +20,7 @@ FINAL, STRONG_S, WEAK_S = 0.8, 1.5, -1.5
 @pytest.fixture(scope="module")
 def lora_dir(comfy, tmp_path_factory):
     import folder_paths
+
     path = tmp_path_factory.mktemp("loras")
     folder_paths.add_model_folder_path("loras", str(path))
     return path
@@ -26,6 +28,7 @@ def lora_dir(comfy, tmp_path_factory):
 
 def save_lora(lora_dir, name, sd):
     import safetensors.torch
+
     safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items()}, str(lora_dir / name))
     return name
 
@@ -36,6 +39,7 @@ def rnd(g, *shape, scale=0.1):
 
 def sd_lora(model, seed=0, rank=4, dora=0, tucker=True):
     import comfy_support
+
     return comfy_support.kohya_lora(model, seed=seed, rank=rank, dora=dora, tucker=tucker)
 
 
@@ -43,6 +47,7 @@ def flux_lora(model, seed=0, rank=4):
     """A diffusers-format Flux LoRA (``transformer.…lora_A/lora_B``): to_q/to_k/to_v/proj_mlp map to
     slices of the fused qkv / linear1 weights, the rest to whole Linear weights."""
     import comfy.lora
+
     g = torch.Generator().manual_seed(seed)
     key_map = comfy.lora.model_lora_keys_unet(model.model, {})
     state = model.model.state_dict()
@@ -53,7 +58,7 @@ def flux_lora(model, seed=0, rank=4):
         weight_key, ws = (target, None) if isinstance(target, str) else target[:2]
         if not weight_key.endswith(".weight") or weight_key not in state:
             continue
-        module = model.model.get_submodule(weight_key[:-len(".weight")])
+        module = model.model.get_submodule(weight_key[: -len(".weight")])
         if not isinstance(module, torch.nn.Linear):
             continue
         out = module.weight.shape[0] if ws is None else ws[2]
@@ -68,17 +73,20 @@ def flux_lora(model, seed=0, rank=4):
 
 def build(comfy, model, lora_name, final=FINAL, strong=STRONG_S, weak=WEAK_S):
     from comfy_support import node_class
+
     out = node_class("W2SDWeakModelBuilder").execute(model, lora_name, final, strong, weak)
     return out[0], out[1], out[2]
 
 
 def fused(model, sd, strength):
     import comfy.sd
+
     return comfy.sd.load_lora_for_models(model, None, sd, strength, 0)[0]
 
 
 def pack(sub):
     import comfy_support
+
     return comfy_support.pack_module(sub)
 
 
@@ -114,12 +122,15 @@ def role_options(extra_args, role):
 
 def evaluate(patcher, roles, x, sigma, positive, negative, cfg=1.0):
     """Denoised output of ``patcher`` at (x, sigma) for each role, evaluated inside real sampling."""
+
     def fn(model, _x, _sigmas, extra_args):
         s = x.new_ones([x.shape[0]]) * sigma
         return {role: model(x, s, **role_options(extra_args, role)) for role in roles}
+
     sigmas = torch.tensor([float(sigma), 0.0])
-    return Probe(fn).run(patcher, positive, negative, sigmas, cfg, noise=torch.zeros_like(x),
-                         latent=torch.zeros_like(x))
+    return Probe(fn).run(
+        patcher, positive, negative, sigmas, cfg, noise=torch.zeros_like(x), latent=torch.zeros_like(x)
+    )
 
 
 def rel_err(d, d_ref, x, sigma):
@@ -154,10 +165,12 @@ def roles_match_fused(comfy, base, sd, lora_name, x, sigma, positive, negative, 
 
 # ---------------------------------------------------------------- tests
 
+
 def assert_base_untouched(base, before):
     """Loading the base again restores its exact weights and leaves none of our hooks, wrappers,
     injections, attachments or patches on it."""
     import comfy.model_management as mm
+
     mm.load_models_gpu([base])
     assert hook_count(base) == 0
     after = snapshot(base)
@@ -165,16 +178,17 @@ def assert_base_untouched(base, before):
     assert not base.injections and not base.attachments and not base.patches
     assert all(not w for w in base.wrappers.values()) and all(not c for c in base.callbacks.values())
 
+
 def test_sd_linear_and_locon_roles_equal_fused_lora(comfy, lora_dir):
     import comfy_support
+
     base = comfy_support.tiny_model("eps", seed=1)
     sd = sd_lora(base, seed=2)
     name = save_lora(lora_dir, "sd_locon.safetensors", sd)
     before = snapshot(base)
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 4, 16, 16, generator=g) * 3.0
-    model, report = roles_match_fused(comfy, base, sd, name, x, 3.0, comfy_support.cond(0),
-                                      comfy_support.cond(1))
+    model, report = roles_match_fused(comfy, base, sd, name, x, 3.0, comfy_support.cond(0), comfy_support.cond(1))
     assert "LoRA" in report and "LoCon (conv)" in report
     runtime = model.get_attachment(pack("nodes.roles").PAIR_ATTACHMENT)["runtime"]
     assert any(isinstance(d.geometry, pack("w2sd_core.lora_delta").ConvGeometry) for d in runtime.layers.values())
@@ -185,13 +199,15 @@ def test_sd_linear_and_locon_roles_equal_fused_lora(comfy, lora_dir):
 
 def test_flux_sliced_qkv_roles_equal_fused_lora(comfy, lora_dir):
     import comfy_support
+
     base = comfy_support.tiny_flux_model(seed=4)
     sd = flux_lora(base, seed=5)
     name = save_lora(lora_dir, "flux_diffusers.safetensors", sd)
     g = torch.Generator().manual_seed(6)
     x = torch.randn(1, 16, 16, 16, generator=g)
-    model, report = roles_match_fused(comfy, base, sd, name, x, 0.6, comfy_support.flux_cond(0),
-                                      comfy_support.flux_cond(1), cfg=1.0)
+    model, report = roles_match_fused(
+        comfy, base, sd, name, x, 0.6, comfy_support.flux_cond(0), comfy_support.flux_cond(1), cfg=1.0
+    )
     assert "sliced (fused QKV)" in report and "weight hooks" not in report
     runtime = model.get_attachment(pack("nodes.roles").PAIR_ATTACHMENT)["runtime"]
     qkv = runtime.layers["diffusion_model.double_blocks.0.img_attn.qkv"]
@@ -201,18 +217,21 @@ def test_flux_sliced_qkv_roles_equal_fused_lora(comfy, lora_dir):
 def dora_roles_match_fused(comfy, lora_dir, base, file_name):
     """A LoRA with three DoRA layers built on ``base``: every role equals the LoRA fused at its strength."""
     import comfy_support
+
     sd = sd_lora(base, seed=8, dora=3, tucker=False)
     name = save_lora(lora_dir, file_name, sd)
     x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(9)) * 2.0
-    model, report = roles_match_fused(comfy, base, sd, name, x, 2.0, comfy_support.cond(0),
-                                      comfy_support.cond(1))
+    model, report = roles_match_fused(comfy, base, sd, name, x, 2.0, comfy_support.cond(0), comfy_support.cond(1))
     assert "DoRA x3" in report
     return model, report
 
 
 def test_dora_falls_back_to_weight_hooks_and_stays_exact(comfy, lora_dir):
     import comfy_support
-    model, report = dora_roles_match_fused(comfy, lora_dir, comfy_support.tiny_model("eps", seed=7), "sd_dora.safetensors")
+
+    model, report = dora_roles_match_fused(
+        comfy, lora_dir, comfy_support.tiny_model("eps", seed=7), "sd_dora.safetensors"
+    )
     assert "per role" in report
     # the fallback cleans up after sampling: no cached role weights left behind
     assert not model.cached_hook_patches and not model.hook_backup
@@ -220,6 +239,7 @@ def test_dora_falls_back_to_weight_hooks_and_stays_exact(comfy, lora_dir):
 
 def test_report_counts_partial_match_and_text_encoder_keys(comfy, lora_dir):
     import comfy_support
+
     base = comfy_support.tiny_model("eps", seed=10)
     sd = sd_lora(base, seed=11, tucker=False)
     sd["lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight"] = torch.zeros(4, 8)
@@ -237,10 +257,16 @@ def test_report_counts_partial_match_and_text_encoder_keys(comfy, lora_dir):
 
 def test_clear_errors(comfy, lora_dir):
     import comfy_support
+
     base = comfy_support.tiny_model("eps", seed=12)
-    other = save_lora(lora_dir, "other_family.safetensors",
-                      {"lora_unet_blocks_0_cross_attn_q.lora_down.weight": torch.zeros(4, 8),
-                       "lora_unet_blocks_0_cross_attn_q.lora_up.weight": torch.zeros(8, 4)})
+    other = save_lora(
+        lora_dir,
+        "other_family.safetensors",
+        {
+            "lora_unet_blocks_0_cross_attn_q.lora_down.weight": torch.zeros(4, 8),
+            "lora_unet_blocks_0_cross_attn_q.lora_up.weight": torch.zeros(8, 4),
+        },
+    )
     with pytest.raises(ValueError, match="matches none of this model's weights"):
         build(comfy, base, other)
     sd = sd_lora(base, seed=13, tucker=False)
@@ -256,6 +282,7 @@ def test_clear_errors(comfy, lora_dir):
 
 def test_checkpoint_mode_validates_the_pair(comfy):
     import comfy_support
+
     node = comfy_support.node_class("W2SDWeakModelBuilder")
     strong, weak = comfy_support.tiny_model("eps", seed=14), comfy_support.tiny_model("v", seed=15)
     out = node.execute(strong, "None", FINAL, STRONG_S, WEAK_S, weak_model=weak)
@@ -268,6 +295,7 @@ def test_checkpoint_mode_validates_the_pair(comfy):
 
 def test_hooks_survive_a_discarded_clone_and_the_role_resets_on_error(comfy, lora_dir):
     import comfy_support
+
     roles = pack("nodes.roles")
     base = comfy_support.tiny_model("eps", seed=16)
     sd = sd_lora(base, seed=17, tucker=False)
@@ -276,10 +304,10 @@ def test_hooks_survive_a_discarded_clone_and_the_role_resets_on_error(comfy, lor
     pos, neg = comfy_support.cond(0), comfy_support.cond(1)
     first = evaluate(model, (roles.STRONG,), x, 1.0, pos, neg)[roles.STRONG]
     runtime = model.get_attachment(roles.PAIR_ATTACHMENT)["runtime"]
-    assert hook_count(model) == len(runtime.layers)          # still loaded, still injected
-    clone = model.clone()                                     # copies is_injected=True
+    assert hook_count(model) == len(runtime.layers)  # still loaded, still injected
+    clone = model.clone()  # copies is_injected=True
     del clone
-    gc.collect()                                              # its __del__ ejects: must not strip ours
+    gc.collect()  # its __del__ ejects: must not strip ours
     assert hook_count(model) == len(runtime.layers)
     again = evaluate(model, (roles.STRONG,), x, 1.0, pos, neg)[roles.STRONG]
     assert torch.equal(first, again)
@@ -307,6 +335,7 @@ def test_w2sd_run_with_lora_pair_equals_three_fused_clones(comfy, lora_dir):
     import comfy.sample
     import comfy.samplers
     import comfy_support
+
     core = pack("w2sd_core")
     roles = pack("nodes.roles")
     base = comfy_support.tiny_model("eps", seed=19)
@@ -323,15 +352,29 @@ def test_w2sd_run_with_lora_pair_equals_three_fused_clones(comfy, lora_dir):
     def ours(m, x, sig, extra_args):
         def D(role):
             return lambda xx, s: m(xx, s, **role_options(extra_args, role))
+
         out = core.sample_euler(D(None), x, sig, weak=D(roles.WEAK), strong=D(roles.STRONG), plan=plan)
         return x, out
 
     x0, direct = Probe(ours).run(model, pos, neg, sigmas, cfg=cfg, noise=noise, latent=latent["samples"])
 
     ksampler = comfy_support.node_class("W2SDReflectiveKSampler")
-    node_out = ksampler.execute(model, 123, steps, cfg, "euler", "karras", pos, neg, latent, 1.0,
-                                reflect_steps=lam, reflect_end_percent=1.0, repeats=1,
-                                inversion="next")[0]["samples"]
+    node_out = ksampler.execute(
+        model,
+        123,
+        steps,
+        cfg,
+        "euler",
+        "karras",
+        pos,
+        neg,
+        latent,
+        1.0,
+        reflect_steps=lam,
+        reflect_end_percent=1.0,
+        repeats=1,
+        inversion="next",
+    )[0]["samples"]
 
     clones = {s: fused(base, sd, s) for s in (FINAL, STRONG_S, WEAK_S)}
 
@@ -341,19 +384,34 @@ def test_w2sd_run_with_lora_pair_equals_three_fused_clones(comfy, lora_dir):
         def D(x, s):
             def fn(m, _x, _sig, extra_args):
                 return m(x, s, **extra_args)
-            return Probe(fn).run(patcher, pos, neg, torch.tensor([float(s[0]), 0.0]), cfg=cfg,
-                                 noise=torch.zeros_like(x), latent=torch.zeros_like(x))
+
+            return Probe(fn).run(
+                patcher,
+                pos,
+                neg,
+                torch.tensor([float(s[0]), 0.0]),
+                cfg=cfg,
+                noise=torch.zeros_like(x),
+                latent=torch.zeros_like(x),
+            )
+
         return D
 
-    want = core.sample_euler(reference_D(clones[FINAL]), x0, sigmas, weak=reference_D(clones[WEAK_S]),
-                             strong=reference_D(clones[STRONG_S]), plan=plan)
+    want = core.sample_euler(
+        reference_D(clones[FINAL]),
+        x0,
+        sigmas,
+        weak=reference_D(clones[WEAK_S]),
+        strong=reference_D(clones[STRONG_S]),
+        plan=plan,
+    )
     plain = core.sample_euler_plain(reference_D(clones[FINAL]), x0, sigmas)
 
     def rel(a, b):
         return ((a - b).abs().max() / b.abs().max()).item()
 
     assert rel(direct, want) <= 1e-5
-    assert rel(plain, want) > 1e-3                       # reflection did something
+    assert rel(plain, want) > 1e-3  # reflection did something
     want_latent = base.get_model_object("latent_format").process_out(want)
     assert rel(node_out, want_latent) <= 1e-5, "W2SD Reflective KSampler with the LoRA pair"
 
@@ -363,11 +421,13 @@ def test_w2sd_run_with_lora_pair_equals_three_fused_clones(comfy, lora_dir):
 
 # ---------------------------------------------------------------- review: plain steps, memory, stacking, dtypes
 
+
 def test_plain_ksampler_on_built_model_is_bit_identical_to_lora_loader(comfy, lora_dir):
     """Sampled with no role tags (a plain KSampler), the built MODEL is exactly the LoRA at
     final_strength: the same bits as LoraLoaderModelOnly (comfy.sd.load_lora_for_models)."""
     import comfy.sample
     import comfy_support
+
     base = comfy_support.tiny_model("eps", seed=30)
     sd = sd_lora(base, seed=31)
     model, _, _ = build(comfy, base, save_lora(lora_dir, "plain.safetensors", sd))
@@ -376,18 +436,18 @@ def test_plain_ksampler_on_built_model_is_bit_identical_to_lora_loader(comfy, lo
     noise = comfy.sample.prepare_noise(latent, 7)
 
     def run(m):
-        return comfy.sample.sample(m, noise, 3, 5.0, "euler", "normal", pos, neg, latent,
-                                   disable_pbar=True, seed=7)
+        return comfy.sample.sample(m, noise, 3, 5.0, "euler", "normal", pos, neg, latent, disable_pbar=True, seed=7)
 
     ours, ref, plain = run(model), run(fused(base, sd, FINAL)), run(base)
     assert torch.equal(ours, ref)
-    assert not torch.equal(ref, plain)             # the LoRA matters, so the check can fail
+    assert not torch.equal(ref, plain)  # the LoRA matters, so the check can fail
 
 
 def test_factor_casts_are_released_after_sampling(comfy, lora_dir):
     """The factors cast for the sampling device are VRAM that ComfyUI's memory manager does not see
     (it neither counts nor frees them on a partial unload): they must not outlive the sampling run."""
     import comfy_support
+
     roles = pack("nodes.roles")
     base = comfy_support.tiny_model("eps", seed=32)
     model, _, _ = build(comfy, base, save_lora(lora_dir, "release.safetensors", sd_lora(base, seed=33)))
@@ -400,10 +460,16 @@ def test_factor_casts_are_released_after_sampling(comfy, lora_dir):
         seen["during"] = sum(d.cached_bytes() for d in runtime.layers.values())
         return out
 
-    Probe(fn).run(model, comfy_support.cond(0), comfy_support.cond(1), torch.tensor([1.0, 0.0]),
-                  noise=torch.zeros_like(x), latent=torch.zeros_like(x))
-    assert seen["during"] > 0                     # cast (cached) while sampling
-    assert hook_count(model) == len(runtime.layers)   # the model itself stays loaded
+    Probe(fn).run(
+        model,
+        comfy_support.cond(0),
+        comfy_support.cond(1),
+        torch.tensor([1.0, 0.0]),
+        noise=torch.zeros_like(x),
+        latent=torch.zeros_like(x),
+    )
+    assert seen["during"] > 0  # cast (cached) while sampling
+    assert hook_count(model) == len(runtime.layers)  # the model itself stays loaded
     assert sum(d.cached_bytes() for d in runtime.layers.values()) == 0
 
 
@@ -411,6 +477,7 @@ def test_two_builders_stack(comfy, lora_dir):
     """A builder applied to a builder's output: both LoRAs' role strengths apply on role calls,
     and the pair summary the samplers print names both."""
     import comfy_support
+
     roles = pack("nodes.roles")
     base = comfy_support.tiny_model("eps", seed=35)
     sd1, sd2 = sd_lora(base, seed=36, tucker=False), sd_lora(base, seed=37, tucker=False)
@@ -433,6 +500,7 @@ def test_roles_stay_exact_after_a_partial_unload(comfy, lora_dir):
     """lowvram: ComfyUI partially unloads the model (modules cast their weights per call through
     comfy.ops, LoRA patches become LowVramPatch weight functions); the forward hooks still fire."""
     import comfy_support
+
     roles = pack("nodes.roles")
     base = comfy_support.tiny_model("eps", seed=39)
     sd = sd_lora(base, seed=40)
@@ -447,8 +515,9 @@ def test_roles_stay_exact_after_a_partial_unload(comfy, lora_dir):
         assert patcher.model.model_lowvram
         return {role: m(x, x.new_ones([1]) * 3.0, **role_options(extra_args, role)) for role in rs}
 
-    ours = Probe(fn).run(model, pos, neg, torch.tensor([3.0, 0.0]), noise=torch.zeros_like(x),
-                         latent=torch.zeros_like(x))
+    ours = Probe(fn).run(
+        model, pos, neg, torch.tensor([3.0, 0.0]), noise=torch.zeros_like(x), latent=torch.zeros_like(x)
+    )
     for role, s in zip(rs, (FINAL, STRONG_S, WEAK_S)):
         ref = evaluate(fused(base, sd, s), (None,), x, 3.0, pos, neg)[None]
         assert rel_err(ours[role], ref, x, 3.0) <= 1e-5, role
@@ -462,6 +531,7 @@ def _tiny_model_in(dtype, seed):
     import comfy.model_patcher
     import comfy.supported_models as sm
     import comfy_support
+
     config = sm.SD15(dict(comfy_support.TINY_UNET))
     config.unet_config["num_head_channels"] = 16
     config.unet_config["num_heads"] = -1
@@ -471,8 +541,9 @@ def _tiny_model_in(dtype, seed):
     with torch.no_grad():
         for p in model.diffusion_model.parameters():
             p.copy_((torch.randn(p.shape, generator=g) * 0.05).to(p.dtype))
-    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
-                                            offload_device=mm.unet_offload_device())
+    return comfy.model_patcher.ModelPatcher(
+        model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device()
+    )
 
 
 def test_bf16_model_roles_as_accurate_as_comfyui_own_bf16_lora(comfy, lora_dir):
@@ -480,11 +551,13 @@ def test_bf16_model_roles_as_accurate_as_comfyui_own_bf16_lora(comfy, lora_dir):
     weights equal to the bf16 ones, LoRA fused in fp32), their error stays of the order of ComfyUI's
     own error with the LoRA fused into bf16 weights."""
     import comfy_support
+
     roles = pack("nodes.roles")
     base = _tiny_model_in(torch.bfloat16, seed=42)
     exact_base = comfy_support.tiny_model("eps", seed=42)
     exact_base.model.diffusion_model.load_state_dict(
-        {k: v.float() for k, v in base.model.diffusion_model.state_dict().items()})
+        {k: v.float() for k, v in base.model.diffusion_model.state_dict().items()}
+    )
     sd = sd_lora(base, seed=43, tucker=False)
     model, _, _ = build(comfy, base, save_lora(lora_dir, "bf16.safetensors", sd))
     x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(44)) * 3.0
@@ -504,15 +577,27 @@ def test_fallback_report_states_the_weight_copies_per_call(comfy, lora_dir):
     import comfy.patcher_extension
     import comfy.sample
     import comfy_support
+
     base = comfy_support.tiny_model("eps", seed=45)
     sd = sd_lora(base, seed=46, dora=2, tucker=False)
     model, _, report = build(comfy, base, save_lora(lora_dir, "dora_calls.safetensors", sd))
     applied = []
     model.add_callback(comfy.patcher_extension.CallbacksMP.ON_APPLY_HOOKS, lambda p, h: applied.append(h))
     latent = comfy_support.latent(1, 16)["samples"]
-    steps = 2                                     # one batched cond/uncond model call per step
-    comfy.sample.sample(model, comfy.sample.prepare_noise(latent, 1), steps, 5.0, "euler", "normal",
-                        comfy_support.cond(0), comfy_support.cond(1), latent, disable_pbar=True, seed=1)
+    steps = 2  # one batched cond/uncond model call per step
+    comfy.sample.sample(
+        model,
+        comfy.sample.prepare_noise(latent, 1),
+        steps,
+        5.0,
+        "euler",
+        "normal",
+        comfy_support.cond(0),
+        comfy_support.cond(1),
+        latent,
+        disable_pbar=True,
+        seed=1,
+    )
     assert len(applied) == 2 * steps
     assert "two copies of them per model call, normal steps included" in report
 
@@ -521,6 +606,7 @@ def test_weight_hooks_on_a_dynamic_vram_model_run_on_its_static_delegate(comfy, 
     """Dynamic VRAM (ComfyUI 2026) has no weight hooks: the DoRA fallback must use the model's
     non-dynamic delegate, as ComfyUI's guider does for hooked conds, and stay exact."""
     import comfy_support
+
     base = comfy_support.dynamic_like(comfy_support.tiny_model("eps", seed=7))
     model, _ = dora_roles_match_fused(comfy, lora_dir, base, "sd_dora_dynamic.safetensors")
     assert not pack("nodes.compat").is_dynamic(model)
@@ -528,6 +614,7 @@ def test_weight_hooks_on_a_dynamic_vram_model_run_on_its_static_delegate(comfy, 
 
 def test_weight_hooks_on_a_dynamic_model_that_cannot_reload_are_refused(comfy, lora_dir):
     import comfy_support
+
     base = comfy_support.dynamic_like(comfy_support.tiny_model("eps", seed=7), can_reload=False)
     name = save_lora(lora_dir, "sd_dora_dynamic2.safetensors", sd_lora(base, seed=8, dora=2, tucker=False))
     with pytest.raises(ValueError, match=r"DoRA.*--disable-dynamic-vram"):
@@ -538,6 +625,7 @@ def test_the_lora_delta_on_a_dynamic_vram_model_needs_no_delegate(comfy, lora_di
     """Plain LoRA/LoCon pairs add activation-space deltas through set_injections: they stay on the
     dynamic model itself (no second copy) and stay exact."""
     import comfy_support
+
     base = comfy_support.dynamic_like(comfy_support.tiny_model("eps", seed=1))
     sd = sd_lora(base, seed=2)
     name = save_lora(lora_dir, "sd_locon_dynamic.safetensors", sd)

@@ -3,6 +3,7 @@
 The yardstick's models are trained on first use (CI's smaller ``test`` size, about half a minute on
 one thread) and cached (w2sd_core.toy.learned.cache_dir()).
 """
+
 import math
 import pathlib
 
@@ -10,8 +11,17 @@ import pytest
 import torch
 
 import w2sd_core.sampling
-from w2sd_core import (DEFAULTS, PAPER, TOY, Preset, ReflectionPlan, relative_step, sample_default, sample_euler,
-                       sample_euler_plain)
+from w2sd_core import (
+    DEFAULTS,
+    PAPER,
+    TOY,
+    Preset,
+    ReflectionPlan,
+    relative_step,
+    sample_default,
+    sample_euler,
+    sample_euler_plain,
+)
 from w2sd_core.toy import toy_problem
 from w2sd_core.toy.learned import EDMSchedule, TrainConfig, train
 
@@ -21,7 +31,7 @@ CELLS = [(s, t) for t in (20, 50) for s in ("normal", "karras")]
 
 
 def test_relative_step_limit_reflects_only_small_steps():
-    sigmas = [10.0, 8.0, 4.0, 3.5, 1.0, 0.0]       # relative steps 0.25, 1.0, 0.143, 2.5, (into 0)
+    sigmas = [10.0, 8.0, 4.0, 3.5, 1.0, 0.0]  # relative steps 0.25, 1.0, 0.143, 2.5, (into 0)
     assert relative_step(10.0, 8.0) == pytest.approx(0.25)
     assert ReflectionPlan(steps=-1, max_step=0.3).reflected_steps(sigmas) == [0, 2]
     assert ReflectionPlan(steps=-1, max_step=1.0).reflected_steps(sigmas) == [0, 1, 2]
@@ -40,8 +50,9 @@ def test_sample_default_is_the_explicit_composition(monkeypatch, preset):
     sigmas = EDM.karras(20)
     x = torch.randn(256, 2, generator=torch.Generator().manual_seed(3)) * sigmas[0]
     got = sample_default(p.strong, x, sigmas, weak=p.weak, percent_to_sigma=EDM.percent_to_sigma)
-    plan = ReflectionPlan.until_percent(preset.end_percent, EDM.percent_to_sigma, steps=preset.steps,
-                                        repeats=preset.repeats, max_step=preset.max_step)
+    plan = ReflectionPlan.until_percent(
+        preset.end_percent, EDM.percent_to_sigma, steps=preset.steps, repeats=preset.repeats, max_step=preset.max_step
+    )
     assert torch.equal(got, sample_euler(p.strong, x, sigmas, weak=p.weak, plan=plan, inversion=preset.inversion))
     plain = sample_euler_plain(p.strong, x, sigmas)
     assert torch.equal(got, plain) == (not plan.reflected_steps(sigmas))
@@ -58,6 +69,7 @@ def test_preset_evaluations_count_what_sample_euler_calls(mode, extra):
     def counted(x, sigma):
         calls.append(1)
         return x * 0.9
+
     x = torch.ones(4, 2) * sigmas[0]
     sample_euler(counted, x, sigmas, weak=counted, plan=preset.plan(EDM.percent_to_sigma), mode=mode, guidance=0.5)
     assert 0 < planned < 19 and len(calls) == preset.evaluations(sigmas, EDM.percent_to_sigma) == 20 + extra * planned
@@ -83,9 +95,11 @@ def test_training_is_deterministic_and_keyed_by_its_config():
 
 # -- the learned yardstick (trained once per machine, cached) ------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def yardsticks():
     from w2sd_core.toy.learned import make_yardstick
+
     pytest.importorskip("sklearn")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -96,6 +110,7 @@ def yardsticks():
 @pytest.mark.parametrize("name", ["mixture", "digits"])
 def test_default_run_is_never_worse_than_plain_and_its_identity_control_stays_put(yardsticks, name):
     from w2sd_core.toy import yardstick as ys
+
     y = yardsticks[name]
     noise = ys.noise_for(y)
     for scheduler, steps in CELLS:
@@ -111,6 +126,7 @@ def test_the_yardstick_can_tell_inversion_error_from_nothing(yardsticks):
     """The identity control above could fail: with the paper's plan it moves samples off (at CI's
     small training size the metric barely notices; the full-size tables show 15-19x)."""
     from w2sd_core.toy import yardstick as ys
+
     y = yardsticks["mixture"]
     noise = ys.noise_for(y)
     base = ys.plain(y, y.strong, "karras", 50, noise)
@@ -118,7 +134,7 @@ def test_the_yardstick_can_tell_inversion_error_from_nothing(yardsticks):
     assert evals == 50 + 2 * 49
     sigmas = EDM.karras(50)
     drift = float((ident - sample_euler_plain(y.strong, noise * sigmas[0], sigmas)).norm(dim=1).pow(2).mean().sqrt())
-    assert drift > 0.05, drift          # RMS distance from plain samples; data radius 1.5
+    assert drift > 0.05, drift  # RMS distance from plain samples; data radius 1.5
     # and the weak models are weaker: plain sampling with either is worse than with the strong one
     for weak in (y.weak_early, y.weak_small):
         assert ys.plain(y, weak, "karras", 50, noise) > base
@@ -132,10 +148,20 @@ def test_edm_schedule_is_comfyuis_arithmetic(comfy):
 
     class EDM(comfy.model_sampling.ModelSamplingContinuousEDM, comfy.model_sampling.EDM):
         pass
+
     ms = EDM()
     ms.set_parameters(0.002, 80.0, 0.5)
     for steps in (20, 50):
-        torch.testing.assert_close(EDMSchedule().normal(steps), comfy.samplers.normal_scheduler(ms, steps), atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(EDMSchedule().karras(steps), k_sampling.get_sigmas_karras(steps, float(ms.sigma_min), float(ms.sigma_max)).float(), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            EDMSchedule().normal(steps), comfy.samplers.normal_scheduler(ms, steps), atol=1e-5, rtol=1e-4
+        )
+        torch.testing.assert_close(
+            EDMSchedule().karras(steps),
+            k_sampling.get_sigmas_karras(steps, float(ms.sigma_min), float(ms.sigma_max)).float(),
+            atol=1e-5,
+            rtol=1e-4,
+        )
     for p in (0.0, 0.1, 0.5, 0.8, 1.0):
-        assert math.isclose(EDMSchedule().percent_to_sigma(p), float(ms.percent_to_sigma(p)), rel_tol=1e-4, abs_tol=1e-6)
+        assert math.isclose(
+            EDMSchedule().percent_to_sigma(p), float(ms.percent_to_sigma(p)), rel_tol=1e-4, abs_tol=1e-6
+        )

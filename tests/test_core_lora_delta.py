@@ -3,12 +3,12 @@
 The reference here is the obvious one: build ``W + s·ΔW`` explicitly (``ΔW = α/r · up @ down``
 written out independently of the code under test) and run the layer with it.
 """
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from w2sd_core.lora_delta import (BiasTerm, ConvGeometry, DenseTerm, LayerDelta, LinearGeometry,
-                                  LoraTerm)
+from w2sd_core.lora_delta import BiasTerm, ConvGeometry, DenseTerm, LayerDelta, LinearGeometry, LoraTerm
 
 F64 = torch.float64
 
@@ -51,14 +51,14 @@ def test_fused_qkv_output_slices():
     for i in range(3):
         up, down = rnd(h, 2, seed=10 + i), rnd(2, 5, seed=20 + i)
         terms.append(LoraTerm(up, down, alpha=1.0, weight_slice=(0, i * h, h)))
-        dW[i * h:(i + 1) * h] = 0.5 * up @ down
+        dW[i * h : (i + 1) * h] = 0.5 * up @ down
     x = rnd(3, 5, seed=2)
     delta = LayerDelta(terms, LinearGeometry((3 * h, 5)))
     close(delta.add_to(F.linear(x, W), x, 1.5), F.linear(x, W + 1.5 * dW))
     # a slice patch leaves the other rows alone
     only_k = LayerDelta([terms[1]], LinearGeometry((3 * h, 5)))
     d = only_k.delta(x, F.linear(x, W), 1.0)
-    assert torch.count_nonzero(d[:, :h]) == 0 and torch.count_nonzero(d[:, 2 * h:]) == 0
+    assert torch.count_nonzero(d[:, :h]) == 0 and torch.count_nonzero(d[:, 2 * h :]) == 0
 
 
 def test_input_slice():
@@ -85,7 +85,7 @@ def test_locon_conv_3x3_down_1x1_up(stride, padding, dilation):
 
 def test_conv_from_module_and_2d_factors_on_1x1_conv():
     conv = torch.nn.Conv2d(6, 4, 1, dtype=F64)
-    up, down = rnd(4, 2, seed=1), rnd(2, 6, seed=2)     # a Linear-shaped LoRA on a 1x1 conv
+    up, down = rnd(4, 2, seed=1), rnd(2, 6, seed=2)  # a Linear-shaped LoRA on a 1x1 conv
     x = rnd(1, 6, 5, 5, seed=3)
     expected = F.conv2d(x, conv.weight + (up @ down).reshape(4, 6, 1, 1), conv.bias)
     with torch.no_grad():
@@ -101,7 +101,7 @@ def test_locon_tucker_mid():
     x = rnd(2, 4, 7, 7, seed=5)
     geometry = ConvGeometry(tuple(W.shape), padding=(1, 1), stride=(2, 2))
     term = LoraTerm(up, down, mid=mid)
-    close(term.dense(W.shape, torch.float64), dW)   # ComfyUI's dense formula agrees with the einsum
+    close(term.dense(W.shape, torch.float64), dW)  # ComfyUI's dense formula agrees with the einsum
     delta = LayerDelta([term], geometry)
     close(delta.add_to(F.conv2d(x, W, padding=1, stride=2), x, 1.2), F.conv2d(x, W + 1.2 * dW, padding=1, stride=2))
 
@@ -138,8 +138,10 @@ def test_dense_and_bias_differences():
     cdw, cdb = rnd(4, 3, 3, 3, seed=8), rnd(4, seed=9)
     xc = rnd(1, 3, 5, 5, seed=10)
     cdelta = LayerDelta([DenseTerm(cdw), BiasTerm(cdb)], ConvGeometry((4, 3, 3, 3), padding=(1, 1)))
-    close(cdelta.add_to(F.conv2d(xc, conv_w, conv_b, padding=1), xc, 2.0),
-          F.conv2d(xc, conv_w + 2.0 * cdw, conv_b + 2.0 * cdb, padding=1))
+    close(
+        cdelta.add_to(F.conv2d(xc, conv_w, conv_b, padding=1), xc, 2.0),
+        F.conv2d(xc, conv_w + 2.0 * cdw, conv_b + 2.0 * cdb, padding=1),
+    )
 
 
 def test_factors_cast_once_per_device_and_dtype():
@@ -153,7 +155,7 @@ def test_factors_cast_once_per_device_and_dtype():
     assert len(delta._cache) == 2
     first = delta._cache[(x64.device, torch.float32)]
     delta.delta(x64.float(), torch.zeros(2, 4, dtype=torch.float32), 3.0)
-    assert delta._cache[(x64.device, torch.float32)] is first     # reused, not re-cast
+    assert delta._cache[(x64.device, torch.float32)] is first  # reused, not re-cast
     assert delta.cached_bytes() == (4 * 2 + 2 * 3) * (8 + 4)
     delta.clear_cache()
     assert delta.cached_bytes() == 0
@@ -168,16 +170,19 @@ def test_output_that_needs_grad_is_not_modified_in_place():
     assert new is not out and not torch.equal(new, out)
 
 
-@pytest.mark.parametrize("term,geometry,message", [
-    (LoraTerm(rnd(4, 2), rnd(2, 5)), LinearGeometry((4, 3)), "down"),
-    (LoraTerm(rnd(5, 2), rnd(2, 3)), LinearGeometry((4, 3)), "outputs"),
-    (LoraTerm(rnd(4, 3), rnd(2, 3)), LinearGeometry((4, 3)), "does not match down"),
-    (LoraTerm(rnd(4, 2), rnd(2, 3), weight_slice=(0, 3, 4)), LinearGeometry((6, 3)), "does not fit"),
-    (LoraTerm(rnd(4, 2), rnd(2, 3), mid=rnd(2, 2, 3, 3)), LinearGeometry((4, 3)), "mid"),
-    (LoraTerm(rnd(4, 2, 1, 1), rnd(2, 3, 3, 3), mid=rnd(2, 2, 3, 3)), ConvGeometry((4, 3, 3, 3)), "1x1"),
-    (BiasTerm(rnd(5)), LinearGeometry((4, 3)), "bias"),
-    (DenseTerm(rnd(3, 4)), LinearGeometry((4, 3)), "weight difference"),
-])
+@pytest.mark.parametrize(
+    "term,geometry,message",
+    [
+        (LoraTerm(rnd(4, 2), rnd(2, 5)), LinearGeometry((4, 3)), "down"),
+        (LoraTerm(rnd(5, 2), rnd(2, 3)), LinearGeometry((4, 3)), "outputs"),
+        (LoraTerm(rnd(4, 3), rnd(2, 3)), LinearGeometry((4, 3)), "does not match down"),
+        (LoraTerm(rnd(4, 2), rnd(2, 3), weight_slice=(0, 3, 4)), LinearGeometry((6, 3)), "does not fit"),
+        (LoraTerm(rnd(4, 2), rnd(2, 3), mid=rnd(2, 2, 3, 3)), LinearGeometry((4, 3)), "mid"),
+        (LoraTerm(rnd(4, 2, 1, 1), rnd(2, 3, 3, 3), mid=rnd(2, 2, 3, 3)), ConvGeometry((4, 3, 3, 3)), "1x1"),
+        (BiasTerm(rnd(5)), LinearGeometry((4, 3)), "bias"),
+        (DenseTerm(rnd(3, 4)), LinearGeometry((4, 3)), "weight difference"),
+    ],
+)
 def test_mismatched_factors_give_clear_errors(term, geometry, message):
     with pytest.raises(ValueError, match=message):
         LayerDelta([term], geometry)
@@ -186,12 +191,14 @@ def test_mismatched_factors_give_clear_errors(term, geometry, message):
 def test_non_contiguous_output_and_sliced_accumulation_agree():
     """The fused accumulate-into-output path and the plain path give the same result."""
     W = rnd(12, 5, seed=1)
-    terms = [LoraTerm(rnd(4, 2, seed=2), rnd(2, 5, seed=3), alpha=1.0, weight_slice=(0, 4, 4)),
-             LoraTerm(rnd(12, 3, seed=4), rnd(3, 5, seed=5))]
+    terms = [
+        LoraTerm(rnd(4, 2, seed=2), rnd(2, 5, seed=3), alpha=1.0, weight_slice=(0, 4, 4)),
+        LoraTerm(rnd(12, 3, seed=4), rnd(3, 5, seed=5)),
+    ]
     delta = LayerDelta(terms, LinearGeometry((12, 5)))
     x = rnd(6, 5, seed=6)
     contiguous = delta.add_to(F.linear(x, W), x, 0.9)
-    strided = F.linear(x, W).t().contiguous().t()          # same values, not contiguous
+    strided = F.linear(x, W).t().contiguous().t()  # same values, not contiguous
     assert not strided.is_contiguous()
     close(delta.add_to(strided, x, 0.9), contiguous)
     dW = torch.zeros(12, 5, dtype=F64)

@@ -1,4 +1,5 @@
 """Which steps a ReflectionPlan reflects, on full, truncated and split schedules."""
+
 import dataclasses
 
 import pytest
@@ -8,7 +9,7 @@ from w2sd_core import NO_REFLECTION, ReflectionPlan
 from w2sd_core.toy import DiscreteVPSchedule
 
 VP = DiscreteVPSchedule()
-FULL = VP.normal(20)             # 20 steps, ends at sigma 0
+FULL = VP.normal(20)  # 20 steps, ends at sigma 0
 
 
 def reflected_levels(plan, sigmas):
@@ -32,7 +33,7 @@ def test_sigma_window_keeps_its_meaning_on_a_truncated_schedule():
     """denoise < 1: ComfyUI samples the tail of a longer schedule. A sigma window reflects the same
     noise levels there; a step count counts on the schedule the sampler is given."""
     longer = VP.normal(40)
-    tail = longer[16:]                                 # denoise = 0.6
+    tail = longer[16:]  # denoise = 0.6
     window = ReflectionPlan(steps=-1, sigma_max=3.0, sigma_min=0.5)
     full_levels = reflected_levels(window, longer)
     tail_levels = reflected_levels(window, tail)
@@ -46,7 +47,7 @@ def test_sigma_window_keeps_its_meaning_on_a_truncated_schedule():
 
 
 def test_split_sigmas_not_ending_at_zero():
-    high, low = FULL[:11], FULL[10:]                   # SplitSigmas at step 10
+    high, low = FULL[:11], FULL[10:]  # SplitSigmas at step 10
     assert float(high[-1]) > 0 and float(low[-1]) == 0
     # -1 means every step but the last of the schedule it is given
     assert ReflectionPlan(steps=-1).reflected_steps(high) == list(range(9))
@@ -73,10 +74,14 @@ def test_repeats_count_extra_evaluations():
     assert NO_REFLECTION.extra_evaluations(FULL) == 0
 
 
-@pytest.mark.parametrize("kwargs, word", [
-    ({"steps": -2}, "steps"), ({"repeats": 0}, "repeats"),
-    ({"sigma_min": 2.0, "sigma_max": 1.0}, "sigma"),
-])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"steps": -2}, "steps"),
+        ({"repeats": 0}, "repeats"),
+        ({"sigma_min": 2.0, "sigma_max": 1.0}, "sigma"),
+    ],
+)
 def test_invalid_plans_raise(kwargs, word):
     with pytest.raises(ValueError, match=word):
         ReflectionPlan(**kwargs)
@@ -91,7 +96,7 @@ def test_plans_are_frozen_values():
 
 def test_until_percent_turns_the_end_percent_into_a_sigma_window():
     sigmas = torch.tensor([8.0, 4.0, 2.0, 1.0, 0.5, 0.0])
-    to_sigma = lambda p: 8.0 * (1.0 - p)          # noqa: E731  (a linear schedule: 50 % -> sigma 4)
+    to_sigma = lambda p: 8.0 * (1.0 - p)  # noqa: E731  (a linear schedule: 50 % -> sigma 4)
     assert ReflectionPlan.until_percent(1.0, to_sigma).reflected_steps(sigmas) == [0, 1, 2, 3]
     assert ReflectionPlan.until_percent(0.5, to_sigma).reflected_steps(sigmas) == [0, 1]
     assert ReflectionPlan.until_percent(0.0, to_sigma).reflected_steps(sigmas) == []

@@ -3,6 +3,7 @@
 Local errors are measured by halving the step ``h = sigma - sigma_next``: an error of order h^p
 shrinks by 2^p per halving.
 """
+
 import pytest
 import torch
 
@@ -10,7 +11,7 @@ from w2sd_core import INVERSIONS, euler_step, inversion_step, reflect, sigma_aft
 from w2sd_core.toy import gaussian_denoiser, toy_problem
 
 PROBLEM = toy_problem()
-HALVINGS = (0.2, 0.1, 0.05, 0.025)     # h as a fraction of sigma
+HALVINGS = (0.2, 0.1, 0.05, 0.025)  # h as a fraction of sigma
 
 
 def noisy_points(sigma, n=400, seed=0):
@@ -25,8 +26,7 @@ def identity_errors(x, sigma, denoise, inversion):
     out = []
     for frac in HALVINGS:
         h = frac * sigma
-        y = reflect(x, sigma, sigma - h, denoise, denoise, inversion=inversion,
-                    sigma_after=sigma - 2 * h)
+        y = reflect(x, sigma, sigma - h, denoise, denoise, inversion=inversion, sigma_after=sigma - 2 * h)
         out.append(float((y - x).norm(dim=1).mean()))
     return out
 
@@ -74,7 +74,7 @@ def test_current_label_has_a_much_larger_identity_error_at_high_noise():
     assert all(c > 20 * n for c, n in zip(cur, nxt)), (cur, nxt)
     # current: (1 - a)(1 + a) = 1 - a^2 with a ~ h / sigma  =>  |moved| ~ (h/sigma)^2 |x|
     frac = HALVINGS[0]
-    expected = frac ** 2 * float(x.norm(dim=1).mean())
+    expected = frac**2 * float(x.norm(dim=1).mean())
     assert 0.7 * expected < cur[0] < 1.3 * expected
 
 

@@ -1,9 +1,21 @@
 """The generic driver, the reference Euler loop, inversion, shapes and dtypes."""
+
 import pytest
 import torch
 
-from w2sd_core import (DEFAULT_INVERSION, DEFAULT_PLAN, INVERSIONS, NO_REFLECTION, ReflectionPlan, invert,
-                       reflect, sample_euler, sample_euler_plain, sample_with_reflection, sigma_after)
+from w2sd_core import (
+    DEFAULT_INVERSION,
+    DEFAULT_PLAN,
+    INVERSIONS,
+    NO_REFLECTION,
+    ReflectionPlan,
+    invert,
+    reflect,
+    sample_euler,
+    sample_euler_plain,
+    sample_with_reflection,
+    sigma_after,
+)
 from w2sd_core.toy import DiscreteVPSchedule, gaussian_denoiser, toy_problem
 
 VP = DiscreteVPSchedule()
@@ -26,23 +38,42 @@ def record(sigmas, plan):
 
 def test_nothing_reflected_is_one_call_over_the_whole_schedule():
     sigmas = VP.normal(10)
-    for plan in (NO_REFLECTION, ReflectionPlan(steps=-1, sigma_max=0.01), ReflectionPlan(steps=-1, repeats=3, sigma_min=100.0)):
+    for plan in (
+        NO_REFLECTION,
+        ReflectionPlan(steps=-1, sigma_max=0.01),
+        ReflectionPlan(steps=-1, repeats=3, sigma_min=100.0),
+    ):
         assert record(sigmas, plan)[0] == [("run", 0, 10)]
 
 
 def test_cut_points_reflect_then_step_and_run_the_rest_in_one_call():
     sigmas = VP.normal(10)
     calls, out = record(sigmas, ReflectionPlan(steps=3, repeats=2))
-    assert calls == [("reflect", 0), ("reflect", 0), ("run", 0, 1),
-                     ("reflect", 1), ("reflect", 1), ("run", 1, 2),
-                     ("reflect", 2), ("reflect", 2), ("run", 2, 10)]
+    assert calls == [
+        ("reflect", 0),
+        ("reflect", 0),
+        ("run", 0, 1),
+        ("reflect", 1),
+        ("reflect", 1),
+        ("run", 1, 2),
+        ("reflect", 2),
+        ("reflect", 2),
+        ("run", 2, 10),
+    ]
     # the values really flow through in that order: ((0+1+1)*2+2)*2+2 then *2
     assert float(out) == 28.0
     # a window that starts later: one plain call up to its first step, then as above
     window = ReflectionPlan(steps=-1, sigma_max=float(sigmas[2]), sigma_min=float(sigmas[4]))
     calls, _ = record(sigmas, window)
-    assert calls == [("run", 0, 2), ("reflect", 2), ("run", 2, 3), ("reflect", 3), ("run", 3, 4),
-                     ("reflect", 4), ("run", 4, 10)]
+    assert calls == [
+        ("run", 0, 2),
+        ("reflect", 2),
+        ("run", 2, 3),
+        ("reflect", 3),
+        ("run", 3, 4),
+        ("reflect", 4),
+        ("run", 4, 10),
+    ]
     # every step reflected: the last (into sigma 0) still runs plain
     calls, _ = record(sigmas, ReflectionPlan(steps=-1))
     assert calls[-2:] == [("reflect", 8), ("run", 8, 10)]
@@ -92,6 +123,7 @@ def test_official_inversion_in_the_loop_gets_the_level_after_the_target():
 
 # -- shapes and dtypes --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("shape", [(3, 4, 8, 8), (2, 4, 3, 8, 8), (5, 16)])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_latent_shapes_and_dtypes_survive(shape, dtype):
@@ -113,11 +145,14 @@ def test_batch_items_are_independent():
     x = torch.randn(6, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * sigmas[0]
     weak = toy_problem().weak
     whole = sample_euler(den, x, sigmas, weak=weak, plan=ReflectionPlan(steps=-1))
-    one = torch.cat([sample_euler(den, x[i:i + 1], sigmas, weak=weak, plan=ReflectionPlan(steps=-1)) for i in range(6)])
+    one = torch.cat(
+        [sample_euler(den, x[i : i + 1], sigmas, weak=weak, plan=ReflectionPlan(steps=-1)) for i in range(6)]
+    )
     torch.testing.assert_close(whole, one)
 
 
 # -- inversion ------------------------------------------------------------------------------------
+
 
 def test_invert_then_sample_round_trips_better_with_more_steps():
     """Invert samples from a low level up to sigma 2 and run Euler back down: the error is the two
@@ -157,24 +192,29 @@ def _linear(scale):
 
 def test_guide_mode_with_w_zero_or_weak_equal_strong_is_plain_euler():
     from w2sd_core import ReflectionPlan, sample_euler, sample_euler_plain
+
     x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0)) * 5
     sigmas = torch.tensor([5.0, 3.0, 1.5, 0.5, 0.0])
     plain = sample_euler_plain(_linear(0.4), x, sigmas)
     every = ReflectionPlan(steps=-1)
-    assert torch.equal(sample_euler(_linear(0.4), x, sigmas, weak=_linear(0.1), plan=every, mode="guide",
-                                    guidance=0.0), plain)
-    assert torch.allclose(sample_euler(_linear(0.4), x, sigmas, weak=_linear(0.4), plan=every,
-                                       mode="guide", guidance=3.0), plain)
+    assert torch.equal(
+        sample_euler(_linear(0.4), x, sigmas, weak=_linear(0.1), plan=every, mode="guide", guidance=0.0), plain
+    )
+    assert torch.allclose(
+        sample_euler(_linear(0.4), x, sigmas, weak=_linear(0.4), plan=every, mode="guide", guidance=3.0), plain
+    )
 
 
 def test_a_guided_step_sees_strong_plus_w_times_the_difference():
     from w2sd_core import ReflectionPlan, euler_step, sample_euler
     from w2sd_core.guidance import guide
+
     x = torch.randn(8, 3, generator=torch.Generator().manual_seed(1)) * 4
     sigmas = torch.tensor([4.0, 2.0])
     strong, weak, w = _linear(0.5), _linear(0.2), 1.5
-    got = sample_euler(_linear(0.9), x, sigmas, strong=strong, weak=weak, plan=ReflectionPlan(steps=1),
-                       mode="guide", guidance=w)
+    got = sample_euler(
+        _linear(0.9), x, sigmas, strong=strong, weak=weak, plan=ReflectionPlan(steps=1), mode="guide", guidance=w
+    )
     # a one-step schedule into sigma 2 > 0: step 0 is planned, so it runs on D_s + w (D_s - D_w)
     want = euler_step(x, guide(strong(x, 4.0), weak(x, 4.0), w), 4.0, 2.0)
     assert torch.allclose(got, want)
@@ -183,6 +223,7 @@ def test_a_guided_step_sees_strong_plus_w_times_the_difference():
 def test_reflect_and_guide_modes_combine():
     """reflect+guide = reflection, then the guided step; each mode alone differs from it."""
     from w2sd_core import ReflectionPlan, sample_euler
+
     x = torch.randn(8, 3, generator=torch.Generator().manual_seed(2)) * 4
     sigmas = torch.tensor([4.0, 2.0, 1.0, 0.0])
     args = dict(weak=_linear(0.2), strong=_linear(0.5), plan=ReflectionPlan(steps=-1), guidance=1.0)

@@ -2,31 +2,39 @@
 
 The statistical tests use margins checked over many seeds (README, "Choosing the defaults").
 """
+
 import math
 
 import pytest
 import torch
 
 from w2sd_core import TOY, sample_euler, sample_euler_plain
-from w2sd_core.toy import (DiscreteVPSchedule, GaussianMixture, gaussian_denoiser, mmd2, mode_kl,
-                           mode_weights, ring_mixture, toy_problem)
+from w2sd_core.toy import (
+    DiscreteVPSchedule,
+    GaussianMixture,
+    gaussian_denoiser,
+    mmd2,
+    mode_kl,
+    mode_weights,
+    ring_mixture,
+    toy_problem,
+)
 
 VP = DiscreteVPSchedule()
 
 
 def test_denoiser_is_tweedie_and_score_is_the_gradient_of_log_density():
-    mix = GaussianMixture([0.2, 0.5, 0.3], [[0.0, 1.0], [2.0, -1.0], [-1.5, 0.5]],
-                          [[0.3, 0.5], [0.4, 0.4], [0.2, 0.6]])
+    mix = GaussianMixture([0.2, 0.5, 0.3], [[0.0, 1.0], [2.0, -1.0], [-1.5, 0.5]], [[0.3, 0.5], [0.4, 0.4], [0.2, 0.6]])
     x = torch.randn(50, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2
     for sigma in (0.0, 0.1, 1.0, 7.0):
         xr = x.clone().requires_grad_(True)
-        grad, = torch.autograd.grad(mix.log_prob(xr, sigma).sum(), xr)
+        (grad,) = torch.autograd.grad(mix.log_prob(xr, sigma).sum(), xr)
         torch.testing.assert_close(mix.score(x, sigma), grad)
-        if sigma > 0:    # Tweedie: E[x0 | x] = x + sigma^2 * score
-            torch.testing.assert_close(mix.denoise(x, sigma), x + sigma ** 2 * grad)
+        if sigma > 0:  # Tweedie: E[x0 | x] = x + sigma^2 * score
+            torch.testing.assert_close(mix.denoise(x, sigma), x + sigma**2 * grad)
     # per-item sigmas
     sig = torch.linspace(0.1, 3.0, 50, dtype=torch.float64)
-    one = torch.cat([mix.denoise(x[i:i + 1], float(sig[i])) for i in range(50)])
+    one = torch.cat([mix.denoise(x[i : i + 1], float(sig[i])) for i in range(50)])
     torch.testing.assert_close(mix.denoise(x, sig), one)
 
 
@@ -123,6 +131,7 @@ def test_vp_schedule_matches_sd1_numbers():
 
 # -- the method's claim on the toy (statistical, fixed seeds) ---------------------------------
 
+
 @pytest.mark.parametrize("steps", [20, 50])
 def test_w2sd_with_the_toy_preset_beats_strong_only_even_at_equal_evaluations(steps):
     p = toy_problem()
@@ -154,17 +163,22 @@ def test_w2sd_with_the_toy_preset_beats_strong_only_even_at_equal_evaluations(st
 
 # -- the demo and the sweep ------------------------------------------------------------------------
 
+
 def test_core_import_needs_no_matplotlib():
     import subprocess
     import sys
-    code = ("import sys, w2sd_core, w2sd_core.toy, w2sd_core.toy.demo, w2sd_core.toy.experiments, w2sd_core.demo, w2sd_core.experiments; "
-            "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
+
+    code = (
+        "import sys, w2sd_core, w2sd_core.toy, w2sd_core.toy.demo, w2sd_core.toy.experiments, w2sd_core.demo, w2sd_core.experiments; "
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
 
 
 def test_demo_writes_figure_and_tables_and_w2sd_wins(tmp_path):
     pytest.importorskip("matplotlib")
     from w2sd_core.demo import markdown_table, run_demo
+
     result = run_demo(tmp_path, seed=3, points=2000)
     assert (tmp_path / "w2sd_demo.png").stat().st_size > 10_000
     assert (tmp_path / "metrics.json").exists() and (tmp_path / "metrics.md").read_text().startswith("W2SD toy demo")
@@ -179,6 +193,7 @@ def test_demo_writes_figure_and_tables_and_w2sd_wins(tmp_path):
 
 def test_experiments_sweep_runs_and_reports(tmp_path, capsys):
     from w2sd_core.experiments import main
+
     out = tmp_path / "sweep.md"
     result = main(["--steps", "8", "--seeds", "1", "--points", "200", "--out", str(out)])
     rows = result["rows"]
@@ -199,9 +214,15 @@ def test_vp_schedule_is_comfyuis_arithmetic(comfy):
     import comfy.model_sampling
     import comfy.samplers
     from comfy.k_diffusion import sampling as k_sampling
+
     ms = comfy.model_sampling.ModelSamplingDiscrete()
     for steps in (20, 50):
         torch.testing.assert_close(VP.normal(steps), comfy.samplers.normal_scheduler(ms, steps), atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(VP.karras(steps), k_sampling.get_sigmas_karras(steps, float(ms.sigma_min), float(ms.sigma_max)).float(), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            VP.karras(steps),
+            k_sampling.get_sigmas_karras(steps, float(ms.sigma_min), float(ms.sigma_max)).float(),
+            atol=1e-5,
+            rtol=1e-5,
+        )
     for p in (0.0, 0.1, 0.5, 0.8, 0.9, 1.0):
         assert math.isclose(VP.percent_to_sigma(p), float(ms.percent_to_sigma(p)), rel_tol=1e-5, abs_tol=1e-6)

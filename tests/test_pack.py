@@ -1,12 +1,20 @@
 """The pack's shape: the core stays free of ComfyUI, and ComfyUI loads the pack with its nodes."""
+
 import ast
 import pathlib
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-NODE_IDS = {"W2SDReflectiveKSampler", "W2SDReflectiveKSamplerAdvanced", "W2SDGuider", "W2SDSampler",
-            "W2SDInversionStep", "W2SDWeakModelBuilder", "W2SDExpertPairBuilder"}
+NODE_IDS = {
+    "W2SDReflectiveKSampler",
+    "W2SDReflectiveKSamplerAdvanced",
+    "W2SDGuider",
+    "W2SDSampler",
+    "W2SDInversionStep",
+    "W2SDWeakModelBuilder",
+    "W2SDExpertPairBuilder",
+}
 
 
 def _imported_modules(path):
@@ -19,15 +27,28 @@ def _imported_modules(path):
 
 
 def test_core_never_imports_comfyui():
-    offenders = [f"{p.relative_to(ROOT)}: {m}" for p in (ROOT / "w2sd_core").rglob("*.py")
-                 for m in _imported_modules(p)
-                 if m.split(".")[0] in {"comfy", "comfy_api", "comfy_extras", "nodes", "folder_paths",
-                                         "latent_preview", "comfy_execution", "node_helpers"}]
+    offenders = [
+        f"{p.relative_to(ROOT)}: {m}"
+        for p in (ROOT / "w2sd_core").rglob("*.py")
+        for m in _imported_modules(p)
+        if m.split(".")[0]
+        in {
+            "comfy",
+            "comfy_api",
+            "comfy_extras",
+            "nodes",
+            "folder_paths",
+            "latent_preview",
+            "comfy_execution",
+            "node_helpers",
+        }
+    ]
     assert offenders == []
 
 
 def test_pyproject_declares_no_runtime_dependencies():
     import tomllib
+
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert meta["project"]["dependencies"] == []
     assert meta["tool"]["comfy"]["requires-comfyui"]
@@ -50,9 +71,15 @@ def test_every_node_shows_the_cores_defaults(comfy):
     """The plan inputs' defaults on every node are the core's DEFAULTS (what sample_default runs)."""
     from w2sd_core import DEFAULTS
     from w2sd_core.guidance import DEFAULT_GUIDANCE, DEFAULT_MODE
-    want = {"reflect_steps": DEFAULTS.steps, "reflect_end_percent": DEFAULTS.end_percent,
-            "repeats": DEFAULTS.repeats, "inversion": DEFAULTS.inversion, "mode": DEFAULT_MODE,
-            "guidance": DEFAULT_GUIDANCE}
+
+    want = {
+        "reflect_steps": DEFAULTS.steps,
+        "reflect_end_percent": DEFAULTS.end_percent,
+        "repeats": DEFAULTS.repeats,
+        "inversion": DEFAULTS.inversion,
+        "mode": DEFAULT_MODE,
+        "guidance": DEFAULT_GUIDANCE,
+    }
     seen = set()
     for name in NODE_IDS:
         for item in comfy.NODE_CLASS_MAPPINGS[name].GET_SCHEMA().inputs:

@@ -8,6 +8,7 @@ live with their features: every sampler with reflection (test_comfyui_sampler.py
 Step's bad schedules (test_comfyui_inversion.py), plain KSampler bit-identity after a LoRA pair
 (test_comfyui_weak_model.py).
 """
+
 import gc
 import math
 import time
@@ -30,6 +31,7 @@ def lora_dir(comfy, tmp_path_factory):
     """A loras folder ComfyUI looks in, holding a LoRA for ``cs.tiny_model``."""
     import folder_paths
     import safetensors.torch
+
     path = tmp_path_factory.mktemp("loras")
     folder_paths.add_model_folder_path("loras", str(path))
     sd = cs.attention_lora(cs.tiny_model("eps").model, dtype=torch.float32, scale=0.2)
@@ -45,14 +47,25 @@ def build_pair(model, final=FINAL, strong=STRONG_S, weak=WEAK_S, lora=LORA):
     return node("W2SDWeakModelBuilder").execute(model, lora, final, strong, weak).args[0]
 
 
-def ksample(model, latent=None, seed=5, steps=4, sampler_name="euler", scheduler="normal",
-            positive=None, negative=None, cfg=3.0, **optional):
+def ksample(
+    model,
+    latent=None,
+    seed=5,
+    steps=4,
+    sampler_name="euler",
+    scheduler="normal",
+    positive=None,
+    negative=None,
+    cfg=3.0,
+    **optional,
+):
     latent = latent if latent is not None else cs.latent(1, 8)
     positive = positive if positive is not None else cs.cond(0)
     negative = negative if negative is not None else cs.cond(1)
-    optional.setdefault("reflect_steps", -1)      # these probes exercise reflection; the default is off
-    out = node("W2SDReflectiveKSampler").execute(model, seed, steps, cfg, sampler_name, scheduler,
-                                                 positive, negative, latent, 1.0, **optional)
+    optional.setdefault("reflect_steps", -1)  # these probes exercise reflection; the default is off
+    out = node("W2SDReflectiveKSampler").execute(
+        model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, 1.0, **optional
+    )
     return out.args[0]["samples"]
 
 
@@ -60,16 +73,27 @@ def ksample(model, latent=None, seed=5, steps=4, sampler_name="euler", scheduler
 
 #: Every FLOAT input of every W2SD node (test_every_float_input_is_covered keeps this complete).
 FLOAT_INPUTS = [
-    ("W2SDReflectiveKSampler", "cfg"), ("W2SDReflectiveKSampler", "denoise"),
-    ("W2SDReflectiveKSampler", "strong_cfg"), ("W2SDReflectiveKSampler", "weak_cfg"),
-    ("W2SDReflectiveKSampler", "reflect_end_percent"), ("W2SDReflectiveKSampler", "guidance"),
-    ("W2SDReflectiveKSamplerAdvanced", "cfg"), ("W2SDReflectiveKSamplerAdvanced", "strong_cfg"),
-    ("W2SDReflectiveKSamplerAdvanced", "weak_cfg"), ("W2SDReflectiveKSamplerAdvanced", "reflect_end_percent"),
-    ("W2SDReflectiveKSamplerAdvanced", "guidance"), ("W2SDSampler", "guidance"),
-    ("W2SDGuider", "cfg"), ("W2SDGuider", "strong_cfg"), ("W2SDGuider", "weak_cfg"),
-    ("W2SDSampler", "reflect_end_percent"), ("W2SDSampler", "strong_cfg"), ("W2SDSampler", "weak_cfg"),
+    ("W2SDReflectiveKSampler", "cfg"),
+    ("W2SDReflectiveKSampler", "denoise"),
+    ("W2SDReflectiveKSampler", "strong_cfg"),
+    ("W2SDReflectiveKSampler", "weak_cfg"),
+    ("W2SDReflectiveKSampler", "reflect_end_percent"),
+    ("W2SDReflectiveKSampler", "guidance"),
+    ("W2SDReflectiveKSamplerAdvanced", "cfg"),
+    ("W2SDReflectiveKSamplerAdvanced", "strong_cfg"),
+    ("W2SDReflectiveKSamplerAdvanced", "weak_cfg"),
+    ("W2SDReflectiveKSamplerAdvanced", "reflect_end_percent"),
+    ("W2SDReflectiveKSamplerAdvanced", "guidance"),
+    ("W2SDSampler", "guidance"),
+    ("W2SDGuider", "cfg"),
+    ("W2SDGuider", "strong_cfg"),
+    ("W2SDGuider", "weak_cfg"),
+    ("W2SDSampler", "reflect_end_percent"),
+    ("W2SDSampler", "strong_cfg"),
+    ("W2SDSampler", "weak_cfg"),
     ("W2SDInversionStep", "cfg"),
-    ("W2SDWeakModelBuilder", "final_strength"), ("W2SDWeakModelBuilder", "strong_strength"),
+    ("W2SDWeakModelBuilder", "final_strength"),
+    ("W2SDWeakModelBuilder", "strong_strength"),
     ("W2SDWeakModelBuilder", "weak_strength"),
 ]
 
@@ -77,33 +101,70 @@ FLOAT_INPUTS = [
 def valid_arguments(node_id):
     """Arguments with which each node runs (test_valid_arguments_run proves it)."""
     import comfy.samplers
+
     model = cs.tiny_model("eps")
     if node_id == "W2SDReflectiveKSampler":
-        return dict(model=model, seed=1, steps=3, cfg=3.0, sampler_name="euler", scheduler="normal",
-                    positive=cs.cond(0), negative=cs.cond(1), latent_image=cs.latent(1, 8), denoise=1.0,
-                    strong_cfg=3.0, weak_cfg=1.0, reflect_end_percent=0.8)
+        return dict(
+            model=model,
+            seed=1,
+            steps=3,
+            cfg=3.0,
+            sampler_name="euler",
+            scheduler="normal",
+            positive=cs.cond(0),
+            negative=cs.cond(1),
+            latent_image=cs.latent(1, 8),
+            denoise=1.0,
+            strong_cfg=3.0,
+            weak_cfg=1.0,
+            reflect_end_percent=0.8,
+        )
     if node_id == "W2SDReflectiveKSamplerAdvanced":
-        return dict(model=model, add_noise="enable", noise_seed=1, steps=3, cfg=3.0, sampler_name="euler",
-                    scheduler="normal", positive=cs.cond(0), negative=cs.cond(1), latent_image=cs.latent(1, 8),
-                    start_at_step=0, end_at_step=10000, return_with_leftover_noise="disable",
-                    strong_cfg=3.0, weak_cfg=1.0, reflect_end_percent=0.8)
+        return dict(
+            model=model,
+            add_noise="enable",
+            noise_seed=1,
+            steps=3,
+            cfg=3.0,
+            sampler_name="euler",
+            scheduler="normal",
+            positive=cs.cond(0),
+            negative=cs.cond(1),
+            latent_image=cs.latent(1, 8),
+            start_at_step=0,
+            end_at_step=10000,
+            return_with_leftover_noise="disable",
+            strong_cfg=3.0,
+            weak_cfg=1.0,
+            reflect_end_percent=0.8,
+        )
     if node_id == "W2SDGuider":
-        return dict(model=model, positive=cs.cond(0), negative=cs.cond(1), cfg=3.0, strong_cfg=3.0,
-                    weak_cfg=1.0)
+        return dict(model=model, positive=cs.cond(0), negative=cs.cond(1), cfg=3.0, strong_cfg=3.0, weak_cfg=1.0)
     if node_id == "W2SDSampler":
-        return dict(sampler=comfy.samplers.sampler_object("euler"), reflect_end_percent=0.8,
-                    strong_cfg=3.0, weak_cfg=1.0)
+        return dict(
+            sampler=comfy.samplers.sampler_object("euler"), reflect_end_percent=0.8, strong_cfg=3.0, weak_cfg=1.0
+        )
     if node_id == "W2SDInversionStep":
-        return dict(model=model, positive=cs.cond(0), negative=cs.cond(1), cfg=1.0,
-                    latent=cs.latent(1, 8, seed=3), sigmas=torch.tensor([2.0, 1.0, 0.0]))
-    return dict(model=model, lora_name=LORA, final_strength=FINAL, strong_strength=STRONG_S,
-                weak_strength=WEAK_S)
+        return dict(
+            model=model,
+            positive=cs.cond(0),
+            negative=cs.cond(1),
+            cfg=1.0,
+            latent=cs.latent(1, 8, seed=3),
+            sigmas=torch.tensor([2.0, 1.0, 0.0]),
+        )
+    return dict(model=model, lora_name=LORA, final_strength=FINAL, strong_strength=STRONG_S, weak_strength=WEAK_S)
 
 
 def test_every_float_input_is_covered(comfy):
     from comfy_api.latest import io
-    found = {(node_id, item.id) for node_id in {n for n, _ in FLOAT_INPUTS}
-             for item in node(node_id).define_schema().inputs if isinstance(item, io.Float.Input)}
+
+    found = {
+        (node_id, item.id)
+        for node_id in {n for n, _ in FLOAT_INPUTS}
+        for item in node(node_id).define_schema().inputs
+        if isinstance(item, io.Float.Input)
+    }
     assert found == set(FLOAT_INPUTS)
 
 
@@ -129,8 +190,11 @@ def test_non_finite_numbers_are_refused(comfy, lora_dir, node_id, name, value):
 
 # ---------------------------------------------------------------- sampler and scheduler names
 
-@pytest.mark.parametrize("key,value", [("sampler_name", "not_a_sampler"), ("scheduler", "not_a_scheduler"),
-                                       ("sampler_name", "euler_ancestrall")])
+
+@pytest.mark.parametrize(
+    "key,value",
+    [("sampler_name", "not_a_sampler"), ("scheduler", "not_a_scheduler"), ("sampler_name", "euler_ancestrall")],
+)
 def test_unknown_sampler_or_scheduler_is_refused(comfy, key, value):
     arguments = valid_arguments("W2SDReflectiveKSampler")
     arguments[key] = value
@@ -142,6 +206,7 @@ def test_unknown_sampler_or_scheduler_is_refused(comfy, key, value):
 
 
 # ---------------------------------------------------------------- LoRA files
+
 
 def _bad_file(kind, good: bytes) -> bytes:
     if kind == "truncated":
@@ -174,7 +239,7 @@ def test_lora_file_tensors_live_only_as_long_as_a_model_built_from_them(comfy, l
     first = build_pair(base)
     (entry,) = [e for k, e in weak_model._lora_cache.items() if k[0].endswith(LORA)]
     tensor = weakref.ref(next(iter(entry["sd"].values())))
-    second = build_pair(base, strong=2.0)          # a re-run with other strengths: same tensors
+    second = build_pair(base, strong=2.0)  # a re-run with other strengths: same tensors
     assert [e for k, e in weak_model._lora_cache.items() if k[0].endswith(LORA)] == [entry]
     del first, second, entry
     gc.collect()
@@ -184,12 +249,15 @@ def test_lora_file_tensors_live_only_as_long_as_a_model_built_from_them(comfy, l
 
 # ---------------------------------------------------------------- pairs
 
+
 def test_lora_pair_beside_a_second_checkpoint_is_refused(comfy, lora_dir):
     """Case 1: the builder's LoRA pair as model and a second checkpoint as weak_model: the weak
     passes run on the checkpoint, so weak_strength would do nothing."""
     pair, checkpoint = build_pair(cs.tiny_model("eps")), cs.tiny_model("eps", seed=7)
     expected = "weak_model is a second checkpoint, so the pair's weak_strength would have no effect"
-    with pytest.raises(ValueError, match=f"W2SD Reflective KSampler: model carries a Weak Model Builder LoRA pair .*{expected}"):
+    with pytest.raises(
+        ValueError, match=f"W2SD Reflective KSampler: model carries a Weak Model Builder LoRA pair .*{expected}"
+    ):
         ksample(pair, weak_model=checkpoint)
     with pytest.raises(ValueError, match=f"W2SD Guider: model carries .*{expected}"):
         node("W2SDGuider").execute(pair, cs.cond(0), cs.cond(1), 3.0, weak_model=checkpoint)
@@ -211,11 +279,13 @@ def test_mismatched_pairs_still_stop_with_the_fix(comfy, lora_dir):
     """What held in the hostile probe: every mismatched pair stops with a message naming the fix."""
     import comfy.model_sampling
     import comfy.sd
+
     eps = cs.tiny_model("eps")
     sdxl_like = _refusal(lambda: ksample(eps, weak_model=cs.tiny_model("sdxl", seed=2)))
     flow = _refusal(lambda: ksample(eps, weak_model=cs.tiny_model("flow", seed=2)))
-    lora_clone = _refusal(lambda: ksample(eps, weak_model=comfy.sd.load_lora_for_models(
-        eps, None, _lora_sd(lora_dir), 1.0, 0)[0]))
+    lora_clone = _refusal(
+        lambda: ksample(eps, weak_model=comfy.sd.load_lora_for_models(eps, None, _lora_sd(lora_dir), 1.0, 0)[0])
+    )
     patched = eps.clone()
     patched.add_object_patch("model_sampling", comfy.model_sampling.ModelSamplingDiscrete(eps.model.model_config))
     sampling_patch = _refusal(lambda: ksample(eps, weak_model=patched))
@@ -233,35 +303,51 @@ def test_mismatched_pairs_still_stop_with_the_fix(comfy, lora_dir):
 
 def _lora_sd(lora_dir):
     import comfy.utils
+
     return comfy.utils.load_torch_file(str(lora_dir / LORA), safe_load=True)
 
 
 # ---------------------------------------------------------------- conditioning and latents
 
+
 def test_conditioning_of_another_width_is_refused_naming_the_input(comfy):
     eps, wide = cs.tiny_model("eps"), [[torch.randn(1, 77, 48), {}]]
     message = _refusal(lambda: ksample(eps, weak_positive=wide))
-    assert message == ("W2SD Reflective KSampler: weak_positive is 48 wide but model takes 32-wide "
-                       "conditioning (a text encoder of another model family?); encode weak_positive "
-                       "with the CLIP that belongs to model's checkpoint.")
-    message = _refusal(lambda: node("W2SDGuider").execute(eps, cs.cond(0), cs.cond(1), 3.0,
-                                                           weak_model=cs.tiny_model("eps", 3), weak_negative=wide))
+    assert message == (
+        "W2SD Reflective KSampler: weak_positive is 48 wide but model takes 32-wide "
+        "conditioning (a text encoder of another model family?); encode weak_positive "
+        "with the CLIP that belongs to model's checkpoint."
+    )
+    message = _refusal(
+        lambda: node("W2SDGuider").execute(
+            eps, cs.cond(0), cs.cond(1), 3.0, weak_model=cs.tiny_model("eps", 3), weak_negative=wide
+        )
+    )
     assert message.startswith("W2SD Guider: weak_negative is 48 wide but weak_model takes 32-wide")
     assert _refusal(lambda: ksample(eps, positive=wide)).startswith("W2SD Reflective KSampler: positive is 48 wide")
     args = valid_arguments("W2SDInversionStep")
     args["negative"] = wide
     assert _refusal(lambda: node("W2SDInversionStep").execute(**args)).startswith(
-        "W2SD Inversion Step: negative is 48 wide")
+        "W2SD Inversion Step: negative is 48 wide"
+    )
     # The width read from each family is the one its model really takes: right widths sample.
-    assert torch.isfinite(ksample(cs.tiny_flux_model(), cs.latent(1, 8, 16), positive=cs.flux_cond(0),
-                                  negative=cs.flux_cond(1), weak_positive=cs.flux_cond(2), steps=2)).all()
+    assert torch.isfinite(
+        ksample(
+            cs.tiny_flux_model(),
+            cs.latent(1, 8, 16),
+            positive=cs.flux_cond(0),
+            negative=cs.flux_cond(1),
+            weak_positive=cs.flux_cond(2),
+            steps=2,
+        )
+    ).all()
     validate = cs.pack_module("nodes.validate")
-    assert [validate.context_width(m) for m in (eps, cs.tiny_model("sdxl"), cs.tiny_flux_model(),
-                                                cs.tiny_video_model())] == [32, 32, 32, 32]
+    assert [
+        validate.context_width(m) for m in (eps, cs.tiny_model("sdxl"), cs.tiny_flux_model(), cs.tiny_video_model())
+    ] == [32, 32, 32, 32]
 
 
-@pytest.mark.parametrize("case", ["sd3_latent_into_sd15", "video_latent_into_image_model",
-                                  "sd15_latent_into_flux"])
+@pytest.mark.parametrize("case", ["sd3_latent_into_sd15", "video_latent_into_image_model", "sd15_latent_into_flux"])
 def test_latent_of_another_family_is_refused(comfy, case):
     model, samples = {
         "sd3_latent_into_sd15": (cs.tiny_model("eps"), torch.randn(1, 16, 8, 8)),
@@ -269,29 +355,44 @@ def test_latent_of_another_family_is_refused(comfy, case):
         "sd15_latent_into_flux": (cs.tiny_flux_model(), torch.randn(1, 4, 8, 8)),
     }[case]
     message = _refusal(lambda: ksample(model, {"samples": samples}, steps=2))
-    assert message.startswith(f"W2SD Reflective KSampler: latent_image has shape {list(samples.shape)}, "
-                              f"but this model samples"), message
+    assert message.startswith(
+        f"W2SD Reflective KSampler: latent_image has shape {list(samples.shape)}, but this model samples"
+    ), message
     assert "encode the image with this model's VAE" in message
     args = valid_arguments("W2SDInversionStep")
     args.update(model=model, latent={"samples": samples})
     if case == "sd15_latent_into_flux":
         args.update(positive=cs.flux_cond(0), negative=cs.flux_cond(1))
     assert _refusal(lambda: node("W2SDInversionStep").execute(**args)).startswith(
-        f"W2SD Inversion Step: latent has shape {list(samples.shape)}")
+        f"W2SD Inversion Step: latent has shape {list(samples.shape)}"
+    )
 
 
 def test_empty_latents_of_another_family_are_fixed_up_as_ksampler_does(comfy):
     """KSampler turns an EMPTY 4-channel latent into a 16-channel one and adds the frame axis of
     video models: those are right, not refused."""
-    flux = ksample(cs.tiny_flux_model(), cs.latent(1, 8, 4), positive=cs.flux_cond(0),
-                   negative=cs.flux_cond(1), steps=2, weak_cfg=1.0)
+    flux = ksample(
+        cs.tiny_flux_model(),
+        cs.latent(1, 8, 4),
+        positive=cs.flux_cond(0),
+        negative=cs.flux_cond(1),
+        steps=2,
+        weak_cfg=1.0,
+    )
     assert flux.shape == (1, 16, 8, 8)
-    video = ksample(cs.tiny_video_model(), cs.latent(1, 8, 16), positive=cs.cond(0, tokens=16),
-                    negative=cs.cond(1, tokens=16), steps=2, weak_cfg=1.0)
+    video = ksample(
+        cs.tiny_video_model(),
+        cs.latent(1, 8, 16),
+        positive=cs.cond(0, tokens=16),
+        negative=cs.cond(1, tokens=16),
+        steps=2,
+        weak_cfg=1.0,
+    )
     assert video.shape == (1, 16, 1, 8, 8)
 
 
 # ---------------------------------------------------------------- determinism
+
 
 @pytest.mark.parametrize("sampler_name", ["euler", "euler_ancestral", "dpmpp_2m_sde", "dpmpp_sde"])
 def test_same_seed_same_output(comfy, lora_dir, sampler_name):
@@ -303,12 +404,14 @@ def test_same_seed_same_output(comfy, lora_dir, sampler_name):
 
 # ---------------------------------------------------------------- interruption
 
+
 @pytest.mark.parametrize("pair_kind", ["lora", "checkpoint"])
 def test_interrupt_during_a_weak_reflection_leaves_everything_as_before(comfy, lora_dir, pair_kind):
     """ComfyUI's real interrupt (the flag "stop" sets) raised during the third weak reflection
     pass: the run stops, the base model is bit-identical, a plain KSampler gives what it gave
     before, and the W2SD rerun equals an uninterrupted run."""
     import comfy.model_management as mm
+
     base = cs.tiny_model("eps")
     before = snapshot(base)
     plain = ksampler_reference(base, 5, 4, 3.0, "euler", "normal", cs.cond(0), cs.cond(1), cs.latent(1, 8))
@@ -323,6 +426,7 @@ def test_interrupt_during_a_weak_reflection_leaves_everything_as_before(comfy, l
             if len(weak_calls) == 3:
                 mm.interrupt_current_processing(True)
                 stopped_after.append(len(calls))
+
     watched, calls = instrument(weak or model, on_call=stop_in_third_weak_pass)
     armed = (watched, None) if weak is None else (model, watched)
     try:
@@ -335,8 +439,9 @@ def test_interrupt_during_a_weak_reflection_leaves_everything_as_before(comfy, l
     assert len(weak_calls) == 3 and len(calls) <= stopped_after[0] + 1, (stopped_after, len(calls))
     after_plain = ksampler_reference(base, 5, 4, 3.0, "euler", "normal", cs.cond(0), cs.cond(1), cs.latent(1, 8))
     assert torch.equal(after_plain["samples"], plain["samples"])
-    assert torch.equal(ksample(model, weak_model=weak, steps=6, reflect_steps=-1, reflect_end_percent=1.0),
-                       uninterrupted)
+    assert torch.equal(
+        ksample(model, weak_model=weak, steps=6, reflect_steps=-1, reflect_end_percent=1.0), uninterrupted
+    )
     mm.load_models_gpu([base])
     assert_unchanged(before, base)
 
@@ -344,7 +449,7 @@ def test_interrupt_during_a_weak_reflection_leaves_everything_as_before(comfy, l
 # ---------------------------------------------------------------- memory
 
 MEMORY_RUNS = 8
-MEMORY_LATENT = (2, 4, 16, 16)     # 8 KiB in fp32
+MEMORY_LATENT = (2, 4, 16, 16)  # 8 KiB in fp32
 
 
 def test_memory_stays_flat_over_repeated_runs(comfy, lora_dir):
@@ -354,6 +459,7 @@ def test_memory_stays_flat_over_repeated_runs(comfy, lora_dir):
     8 x 8 KiB = 64 KiB and fails. A leaked model, LoRA file or cast factors add far more (the
     tiny UNet alone is ~1 MiB). Measured: 0 bytes of growth on 0.3.64 and 0.8.0."""
     import comfy.model_management as mm
+
     base, weak = cs.tiny_model("eps"), cs.tiny_model("eps", seed=9)
     latent_bytes = math.prod(MEMORY_LATENT) * 4
 
@@ -365,7 +471,7 @@ def test_memory_stays_flat_over_repeated_runs(comfy, lora_dir):
             out = ksample(base, latent, seed=i, steps=3, weak_model=weak)
         assert torch.isfinite(out).all()
 
-    for i in range(2):                  # warm-up: lazily built caches of ComfyUI and torch
+    for i in range(2):  # warm-up: lazily built caches of ComfyUI and torch
         run(i)
     mm.soft_empty_cache()
     start = cs.live_tensor_bytes()
@@ -377,6 +483,7 @@ def test_memory_stays_flat_over_repeated_runs(comfy, lora_dir):
 
 
 # ---------------------------------------------------------------- the real server
+
 
 @pytest.fixture(scope="module")
 def server(comfy, tmp_path_factory):
@@ -394,18 +501,41 @@ def server_graph(files, steps=4, prefix="w2sd", **overrides):
     KSampler on an empty latent and saved."""
     graph = {
         "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": files["unet"], "weight_dtype": "default"}},
-        "pair": {"class_type": "W2SDWeakModelBuilder",
-                 "inputs": {"model": ["unet", 0], "lora_name": files["lora"], "final_strength": FINAL,
-                            "strong_strength": STRONG_S, "weak_strength": WEAK_S}},
+        "pair": {
+            "class_type": "W2SDWeakModelBuilder",
+            "inputs": {
+                "model": ["unet", 0],
+                "lora_name": files["lora"],
+                "final_strength": FINAL,
+                "strong_strength": STRONG_S,
+                "weak_strength": WEAK_S,
+            },
+        },
         "pos": {"class_type": "LotusConditioning", "inputs": {}},
         "neg": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["pos", 0]}},
         "empty": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        "w2sd": {"class_type": "W2SDReflectiveKSampler",
-                 "inputs": {"model": ["pair", 0], "seed": 42, "steps": steps, "cfg": 2.0,
-                            "sampler_name": "euler", "scheduler": "normal", "positive": ["pos", 0],
-                            "negative": ["neg", 0], "latent_image": ["empty", 0], "denoise": 1.0,
-                            "reflect_steps": -1, "reflect_end_percent": 1.0, "repeats": 1}},
-        "save": {"class_type": "SaveLatent", "inputs": {"samples": ["w2sd", 0], "filename_prefix": f"latents/{prefix}"}},
+        "w2sd": {
+            "class_type": "W2SDReflectiveKSampler",
+            "inputs": {
+                "model": ["pair", 0],
+                "seed": 42,
+                "steps": steps,
+                "cfg": 2.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "positive": ["pos", 0],
+                "negative": ["neg", 0],
+                "latent_image": ["empty", 0],
+                "denoise": 1.0,
+                "reflect_steps": -1,
+                "reflect_end_percent": 1.0,
+                "repeats": 1,
+            },
+        },
+        "save": {
+            "class_type": "SaveLatent",
+            "inputs": {"samples": ["w2sd", 0], "filename_prefix": f"latents/{prefix}"},
+        },
     }
     for key, value in overrides.items():
         node_id, name = key.split("__")
@@ -418,15 +548,36 @@ def saved(server, entry):
     return cs.read_latent_file(path)
 
 
-@pytest.mark.parametrize("override,expected", [
-    ({"w2sd__reflect_end_percent": math.nan}, "W2SD Reflective KSampler: reflect_end_percent is NaN; set a number between 0 and 1."),
-    ({"w2sd__strong_cfg": math.nan}, "W2SD Reflective KSampler: strong_cfg is NaN; set a number between -1 and 100."),
-    ({"pair__weak_strength": math.nan}, "W2SD Weak Model Builder: weak_strength is NaN; set a number between -100 and 100."),
-    ({"w2sd__sampler_name": "not_a_sampler"}, "W2SD Reflective KSampler: sampler_name 'not_a_sampler' is not a sampler"),
-    ({"w2sd__scheduler": "not_a_scheduler"}, "W2SD Reflective KSampler: scheduler 'not_a_scheduler' is not a scheduler"),
-    ({"pair__lora_name": "w2sd_truncated.safetensors"},
-     "W2SD Weak Model Builder: the LoRA file 'w2sd_truncated.safetensors'"),
-], ids=["nan_end_percent", "nan_strong_cfg", "nan_strength", "sampler", "scheduler", "truncated_lora"])
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        (
+            {"w2sd__reflect_end_percent": math.nan},
+            "W2SD Reflective KSampler: reflect_end_percent is NaN; set a number between 0 and 1.",
+        ),
+        (
+            {"w2sd__strong_cfg": math.nan},
+            "W2SD Reflective KSampler: strong_cfg is NaN; set a number between -1 and 100.",
+        ),
+        (
+            {"pair__weak_strength": math.nan},
+            "W2SD Weak Model Builder: weak_strength is NaN; set a number between -100 and 100.",
+        ),
+        (
+            {"w2sd__sampler_name": "not_a_sampler"},
+            "W2SD Reflective KSampler: sampler_name 'not_a_sampler' is not a sampler",
+        ),
+        (
+            {"w2sd__scheduler": "not_a_scheduler"},
+            "W2SD Reflective KSampler: scheduler 'not_a_scheduler' is not a scheduler",
+        ),
+        (
+            {"pair__lora_name": "w2sd_truncated.safetensors"},
+            "W2SD Weak Model Builder: the LoRA file 'w2sd_truncated.safetensors'",
+        ),
+    ],
+    ids=["nan_end_percent", "nan_strong_cfg", "nan_strength", "sampler", "scheduler", "truncated_lora"],
+)
 def test_bad_api_inputs_are_refused_on_the_server(server, override, expected):
     """Sent through the API as a script (or an old workflow) would: NaN is valid JSON for Python's
     server, and ComfyUI 0.3.64 does not check V3 combo values. Either ComfyUI's own validation
@@ -434,7 +585,7 @@ def test_bad_api_inputs_are_refused_on_the_server(server, override, expected):
     back as the execution error: never a run with a silent substitute."""
     try:
         entry = server.run(server_graph(server.files, **override), timeout=120)
-    except RuntimeError as rejected:              # refused by ComfyUI's prompt validation
+    except RuntimeError as rejected:  # refused by ComfyUI's prompt validation
         assert "value_not_in_list" in str(rejected), rejected
         assert any(k.endswith(("sampler_name", "scheduler")) for k in override), rejected
         return
@@ -453,8 +604,7 @@ def test_stop_and_clear_queue_mid_run(server):
     assert server.succeeded(reference), server.error_of(reference)
     long_run = server_graph(server.files, steps=60, prefix="long", w2sd__repeats=3)
     first = server.queue(long_run)
-    queued = [server.queue(server_graph(server.files, steps=60, prefix=f"queued{i}", w2sd__seed=i))
-              for i in range(2)]
+    queued = [server.queue(server_graph(server.files, steps=60, prefix=f"queued{i}", w2sd__seed=i)) for i in range(2)]
     deadline = time.monotonic() + 60
     while first not in server.running_ids():
         assert time.monotonic() < deadline, "the long run never started"

@@ -13,6 +13,7 @@ Finding the browser: $W2SD_CHROMIUM, else /usr/bin/chromium. playwright-core: $W
 (a directory holding node_modules/playwright-core, as .ci/run installs it), else
 ~/.cache/comfyui-w2sd-web, else tests/web. Each missing piece skips the tier with the reason.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,17 +37,20 @@ EXTENSION_NAME = "W2SD.CostDisplay"
 
 
 def run_node(script: str, *args: str, timeout: float = 60, env=None) -> str:
-    proc = subprocess.run([NODE, "--input-type=module", "-e", script, *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    proc = subprocess.run(
+        [NODE, "--input-type=module", "-e", script, *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
     assert proc.returncode == 0, f"node failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
     return proc.stdout
 
 
-needs_node = pytest.mark.skipif(NODE is None, reason="node (Node.js) not found: the web extension's "
-                                                     "JS tests are skipped")
+needs_node = pytest.mark.skipif(
+    NODE is None, reason="node (Node.js) not found: the web extension's JS tests are skipped"
+)
 
 
 # ================================================================ core tier: JS == Python
+
 
 def test_web_files_make_no_network_requests():
     """The extension computes everything from the graph: no fetch, XHR, websocket or API calls."""
@@ -70,8 +74,14 @@ def test_only_extension_code_and_help_pages_in_web():
 
 def test_a_help_page_per_node():
     """The frontend's node help panel fetches /extensions/<pack>/docs/<NodeId>.md (web/docs/)."""
-    node_ids = sorted(set(re.findall(r'node_id="(W2SD\w+)"', "".join(
-        path.read_text(encoding="utf-8") for path in (ROOT / "nodes").glob("*.py")))))
+    node_ids = sorted(
+        set(
+            re.findall(
+                r'node_id="(W2SD\w+)"',
+                "".join(path.read_text(encoding="utf-8") for path in (ROOT / "nodes").glob("*.py")),
+            )
+        )
+    )
     assert len(node_ids) == 7, node_ids
     for node_id in node_ids:
         page = WEB / "docs" / f"{node_id}.md"
@@ -82,13 +92,16 @@ def test_a_help_page_per_node():
 @needs_node
 def test_js_cost_matches_python_on_a_grid():
     from w2sd_core import run_cost
-    cases = [(steps, refl, cfg, strong, weak, guided)
-             for steps in (0, 1, 2, 8, 16, 20, 25, 30, 50)
-             for refl in (0, 1, 7, 12, 49)
-             for cfg in (0.0, 1.0, 1.5, 5.5, 8.0)
-             for strong in (0.0, 1.0, 7.0)
-             for weak in (1.0, 4.5)
-             for guided in (0, 5)]
+
+    cases = [
+        (steps, refl, cfg, strong, weak, guided)
+        for steps in (0, 1, 2, 8, 16, 20, 25, 30, 50)
+        for refl in (0, 1, 7, 12, 49)
+        for cfg in (0.0, 1.0, 1.5, 5.5, 8.0)
+        for strong in (0.0, 1.0, 7.0)
+        for weak in (1.0, 4.5)
+        for guided in (0, 5)
+    ]
     script = f"""
         import {{ runCost }} from {json.dumps(COST_JS.as_uri())};
         const cases = JSON.parse(process.argv[1]);
@@ -103,8 +116,14 @@ def test_js_cost_matches_python_on_a_grid():
     for case, got in zip(cases, js):
         *args, guided = case
         want = run_cost(*args, guided=guided)
-        assert got[:6] == [want.steps, want.reflections, want.guided, want.evaluations, want.passes,
-                           want.plain_passes], case
+        assert got[:6] == [
+            want.steps,
+            want.reflections,
+            want.guided,
+            want.evaluations,
+            want.passes,
+            want.plain_passes,
+        ], case
         assert math.isclose(got[6], want.ratio, rel_tol=0, abs_tol=1e-12), case
 
 
@@ -114,8 +133,13 @@ def test_js_reflection_count_matches_the_plan_on_real_schedules():
     that many steps ending at sigma 0; with reflect_end_percent < 1 the page shows an upper bound."""
     import torch
     from w2sd_core import ReflectionPlan
-    cases = [(steps, lam, rep) for steps in (1, 2, 3, 10, 20, 25, 50)
-             for lam in (-1, 0, 1, 5, 12, 24, 49, 80) for rep in (1, 2, 3)]
+
+    cases = [
+        (steps, lam, rep)
+        for steps in (1, 2, 3, 10, 20, 25, 50)
+        for lam in (-1, 0, 1, 5, 12, 24, 49, 80)
+        for rep in (1, 2, 3)
+    ]
     script = f"""
         import {{ estimateReflections }} from {json.dumps(COST_JS.as_uri())};
         const cases = JSON.parse(process.argv[1]);
@@ -143,11 +167,17 @@ def test_js_reflection_count_matches_the_plan_on_real_schedules():
 def test_js_split_schedule_matches_comfyui_slicing():
     """SplitSigmas / SplitSigmasDenoise cut a schedule as ComfyUI's nodes slice the sigmas tensor
     (Python slicing and round(), copied from comfy_extras/nodes_custom_sampler.py)."""
-    cases = [(kind, steps, zero, slot, value) for steps in (0, 1, 2, 5, 10, 20)
-             for zero in (True, False) for slot in (0, 1)
-             for kind, values in (("SplitSigmas", (0, 1, 3, 10, 19, 20, 25)),
-                                  ("SplitSigmasDenoise", (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)))
-             for value in values]
+    cases = [
+        (kind, steps, zero, slot, value)
+        for steps in (0, 1, 2, 5, 10, 20)
+        for zero in (True, False)
+        for slot in (0, 1)
+        for kind, values in (
+            ("SplitSigmas", (0, 1, 3, 10, 19, 20, 25)),
+            ("SplitSigmasDenoise", (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)),
+        )
+        for value in values
+    ]
     script = f"""
         import {{ splitSchedule }} from {json.dumps(COST_JS.as_uri())};
         const cases = JSON.parse(process.argv[1]);
@@ -158,22 +188,28 @@ def test_js_split_schedule_matches_comfyui_slicing():
     for (kind, steps, zero, slot, value), got in zip(cases, js):
         sigmas = [float(steps - i) + (0.0 if zero else 0.5) for i in range(steps + 1)]  # descending
         if kind == "SplitSigmas":
-            parts = (sigmas[:value + 1], sigmas[value:])
+            parts = (sigmas[: value + 1], sigmas[value:])
         else:
             total = round((len(sigmas) - 1) * value)
-            parts = (sigmas[:-total], sigmas[-(total + 1):])
+            parts = (sigmas[:-total], sigmas[-(total + 1) :])
         part = parts[slot]
         want = max(0, len(part) - 1)
         assert got["steps"] == want, (kind, steps, zero, slot, value, got)
         if want:
             assert got["endsAtZero"] == (part[-1] == 0.0), (kind, steps, zero, slot, value, got)
-    assert json.loads(run_node(f"""
+    assert (
+        json.loads(
+            run_node(f"""
         import {{ splitSchedule }} from {json.dumps(COST_JS.as_uri())};
         console.log(JSON.stringify(splitSchedule("FlipSigmas", {{ steps: 4, endsAtZero: true }}, 0, 0)));
-    """)) is None
+    """)
+        )
+        is None
+    )
 
 
 # ================================================================ browser tier
+
 
 def chromium_path() -> str | None:
     path = os.environ.get("W2SD_CHROMIUM", "/usr/bin/chromium")
@@ -181,8 +217,11 @@ def chromium_path() -> str | None:
 
 
 def playwright_dir() -> pathlib.Path | None:
-    candidates = [os.environ.get("W2SD_WEB_DEPS"), str(pathlib.Path.home() / ".cache" / "comfyui-w2sd-web"),
-                  str(ROOT / "tests" / "web")]
+    candidates = [
+        os.environ.get("W2SD_WEB_DEPS"),
+        str(pathlib.Path.home() / ".cache" / "comfyui-w2sd-web"),
+        str(ROOT / "tests" / "web"),
+    ]
     for c in candidates:
         if c and (pathlib.Path(c) / "node_modules" / "playwright-core" / "package.json").is_file():
             return pathlib.Path(c) / "node_modules"
@@ -191,17 +230,22 @@ def playwright_dir() -> pathlib.Path | None:
 
 def browser_missing_reason() -> str | None:
     import comfy_support
+
     reason = comfy_support.comfyui_missing_reason()
     if reason:
         return reason
     if NODE is None:
         return "node (Node.js) not found: browser test of the web extension skipped"
     if chromium_path() is None:
-        return ("chromium not found (apt-get install chromium, or set W2SD_CHROMIUM): browser test "
-                "of the web extension skipped")
+        return (
+            "chromium not found (apt-get install chromium, or set W2SD_CHROMIUM): browser test "
+            "of the web extension skipped"
+        )
     if playwright_dir() is None:
-        return ("playwright-core not found (npm install playwright-core into ~/.cache/comfyui-w2sd-web "
-                "or $W2SD_WEB_DEPS): browser test of the web extension skipped")
+        return (
+            "playwright-core not found (npm install playwright-core into ~/.cache/comfyui-w2sd-web "
+            "or $W2SD_WEB_DEPS): browser test of the web extension skipped"
+        )
     try:
         import comfyui_frontend_package  # noqa: F401
     except ImportError:
@@ -228,6 +272,7 @@ def expected_cost(values: dict, linked=(), advanced=False):
     import torch
     from w2sd_core import ReflectionPlan, run_cost
     from w2sd_core.guidance import guides, reflects
+
     steps = values["steps"] if advanced or values["denoise"] > 0 else 0
     cfg = values["cfg"]
     strong = cfg if values["strong_cfg"] == -1 else values["strong_cfg"]
@@ -239,13 +284,18 @@ def expected_cost(values: dict, linked=(), advanced=False):
     if advanced:
         end, start = values["end_at_step"], values["start_at_step"]
         if end < len(sigmas) - 1:
-            sigmas = sigmas[:end + 1].clone()
+            sigmas = sigmas[: end + 1].clone()
             if values["return_with_leftover_noise"] != "enable":
                 sigmas[-1] = 0
         sigmas = sigmas[start:] if start < len(sigmas) - 1 else sigmas[:0]
     run = max(0, len(sigmas) - 1)
-    off = ("reflect_steps 0" if values["reflect_steps"] == 0 else
-           "guidance 0" if not reflects(mode) and guides(mode) and w == 0 else None)
+    off = (
+        "reflect_steps 0"
+        if values["reflect_steps"] == 0
+        else "guidance 0"
+        if not reflects(mode) and guides(mode) and w == 0
+        else None
+    )
     planned = []
     if run and differs and values["reflect_end_percent"] > 0 and not off:
         planned = ReflectionPlan(steps=values["reflect_steps"], repeats=values["repeats"]).reflected_steps(sigmas)
@@ -263,15 +313,20 @@ def parse_line(text: str) -> dict:
         le = part.startswith("≤ ")
         part = part.removeprefix("≤ ")
         if m := re.fullmatch(r"(\d+) reflections?", part):
-            got["reflections"] = int(m.group(1)); key = "reflections"
+            got["reflections"] = int(m.group(1))
+            key = "reflections"
         elif m := re.fullmatch(r"(\d+) guided", part):
-            got["guided"] = int(m.group(1)); key = "guided"
+            got["guided"] = int(m.group(1))
+            key = "guided"
         elif m := re.fullmatch(r"(\d+) guided as CFG (\d+(?:\.\d{1,2})?)", part):
-            got["cfg_as"] = (int(m.group(1)), float(m.group(2))); key = "cfg_as"
+            got["cfg_as"] = (int(m.group(1)), float(m.group(2)))
+            key = "cfg_as"
         elif m := re.fullmatch(r"(\d+) evals", part):
-            got["evaluations"] = int(m.group(1)); key = "evaluations"
+            got["evaluations"] = int(m.group(1))
+            key = "evaluations"
         elif m := re.fullmatch(r"×(\d+(?:\.\d{1,2})?) time", part):
-            got["ratio"] = float(m.group(1)); key = "ratio"
+            got["ratio"] = float(m.group(1))
+            key = "ratio"
         else:
             raise AssertionError(f"unexpected part {part!r} in {text!r}")
         if le:
@@ -287,12 +342,16 @@ def check_text(text, cost, bounded, off=None, *, where):
         return
     assert not text.startswith("W2SD off"), f"{where}: {text!r}"
     if text.startswith(("no weak side: plain sampling · ", "nothing planned · ")):
-        assert cost.reflections == cost.guided == 0 and text.split(" · ")[1] == f"{cost.evaluations} evals", \
+        assert cost.reflections == cost.guided == 0 and text.split(" · ")[1] == f"{cost.evaluations} evals", (
             f"{where}: {text!r} vs {cost}"
+        )
         return
     got = parse_line(text)
-    assert (got["reflections"], got["guided"], got["evaluations"]) == (cost.reflections, cost.guided, cost.evaluations), \
-        f"{where}: {text!r} vs {cost}"
+    assert (got["reflections"], got["guided"], got["evaluations"]) == (
+        cost.reflections,
+        cost.guided,
+        cost.evaluations,
+    ), f"{where}: {text!r} vs {cost}"
     assert math.isclose(got["ratio"], cost.ratio, abs_tol=0.005 + 1e-9), f"{where}: {text!r} vs {cost.ratio}"
     numbers = {k for k in ("reflections", "guided", "cfg_as") if got[k]} | {"evaluations"}
     if cost.passes != cost.plain_passes:
@@ -320,6 +379,7 @@ def frontend_version(root: str | None) -> str:
         assert m, f"cannot tell the frontend version of {root}"
         return m.group(1)
     from importlib.metadata import version
+
     return version("comfyui-frontend-package")
 
 
@@ -334,6 +394,7 @@ def caption_in_nodes2(version: str) -> bool:
 
 def comfyui_version() -> tuple:
     import comfy_support
+
     text = (comfy_support.comfyui_path() / "comfyui_version.py").read_text(encoding="utf-8")
     return tuple(int(x) for x in re.search(r'"(\d+)\.(\d+)\.(\d+)', text).groups())
 
@@ -343,18 +404,27 @@ def tier_frontends() -> list[tuple[str, str | None]]:
     newer ones in $W2SD_FRONTEND_ROOTS (static folders of unpacked comfyui-frontend-package wheels,
     as .ci/web_deps.sh leaves them)."""
     import comfy_support
+
     if comfy_support.comfyui_missing_reason():
         return [("pinned", None)]
     found = [("pinned", None)]
     if comfyui_version() >= (0, 8, 0):
         roots = [r for r in os.environ.get("W2SD_FRONTEND_ROOTS", "").split(os.pathsep) if r]
-        found += [(re.search(r"frontend-([\d.]+)", r).group(1) if re.search(r"frontend-([\d.]+)", r)
-                   else pathlib.Path(r).name, r) for r in roots]
+        found += [
+            (
+                re.search(r"frontend-([\d.]+)", r).group(1)
+                if re.search(r"frontend-([\d.]+)", r)
+                else pathlib.Path(r).name,
+                r,
+            )
+            for r in roots
+        ]
     return found
 
 
 def run_browser(tmp_path, root):
     import comfy_support
+
     workflows = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted((ROOT / "workflows").glob("*.json"))}
     (tmp_path / "workflows.json").write_text(json.dumps(workflows), encoding="utf-8")
     driver = DRIVER
@@ -364,24 +434,46 @@ def run_browser(tmp_path, root):
     settings = base / "user" / "default" / "comfy.settings.json"
     settings.parent.mkdir(parents=True)
     # a returning user: no first-run template browser over the canvas; no workflow restored on reload
-    settings.write_text(json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Workflow.Persist": False}),
-                        encoding="utf-8")
+    settings.write_text(
+        json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Workflow.Persist": False}), encoding="utf-8"
+    )
     files = comfy_support.write_tiny_checkpoints(base / "models")
     extra = ["--front-end-root", root] if root else []
     tag = pathlib.Path(root).parent.parent.name if root else "pinned"
     with comfy_support.ComfyServer(base, extra_args=extra) as server:
-        proc = subprocess.run([NODE, str(driver), server.url("/"), chromium_path(), str(tmp_path / "workflows.json"),
-                               EXTENSION_NAME, str(shots), tag, json.dumps(files),
-                               "yes" if caption_in_nodes2(frontend_version(root)) else "no"],
-                              capture_output=True, text=True, timeout=240, env=env)
+        proc = subprocess.run(
+            [
+                NODE,
+                str(driver),
+                server.url("/"),
+                chromium_path(),
+                str(tmp_path / "workflows.json"),
+                EXTENSION_NAME,
+                str(shots),
+                tag,
+                json.dumps(files),
+                "yes" if caption_in_nodes2(frontend_version(root)) else "no",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            env=env,
+        )
         assert proc.returncode == 0, f"browser driver failed:\n{proc.stderr[-4000:]}\n{server.log_tail(2000)}"
         templates = server.get_json("/api/workflow_templates")
         history = server.get_json("/history")
-        thumbs = {name: _status(server.url(f"/api/workflow_templates/{comfy_support.ComfyServer.PACK_LINK}/"
-                                           f"{urllib.parse.quote(name)}.jpg")) for name in workflows}
+        thumbs = {
+            name: _status(
+                server.url(
+                    f"/api/workflow_templates/{comfy_support.ComfyServer.PACK_LINK}/{urllib.parse.quote(name)}.jpg"
+                )
+            )
+            for name in workflows
+        }
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
-    if os.environ.get("W2SD_THUMBNAILS"):   # the template browser's <workflow>.jpg, 488 x 328
+    if os.environ.get("W2SD_THUMBNAILS"):  # the template browser's <workflow>.jpg, 488 x 328
         from PIL import Image
+
         for png in pathlib.Path(os.environ["W2SD_THUMBNAILS"]).glob("*.png"):
             with Image.open(png) as image:
                 image.convert("RGB").resize((488, 328), Image.LANCZOS).save(png.with_suffix(".jpg"), quality=88)
@@ -414,21 +506,26 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
     # the 404 of that probe is the frontend's, not the pack's
     ours = [e for e in seen["errors"] if "w2sd" in e.lower() and not re.search(r"/docs/W2SD\w+/[a-z-]+\.md", e, re.I)]
     assert not ours, f"errors from the extension: {ours}"
-    deprecated = [w for w in seen["warnings"][seen["mark"]:] if "deprecat" in w.lower()]
+    deprecated = [w for w in seen["warnings"][seen["mark"] :] if "deprecat" in w.lower()]
     assert not deprecated, f"deprecation warnings while the extension worked: {deprecated}"
-    assert not [u for u in seen["requests"] if u.startswith("404 ") and "w2sd" in u.lower()
-                and not re.search(r"/docs/W2SD\w+/[a-z-]+\.md", u, re.I)], seen["requests"]
+    assert not [
+        u
+        for u in seen["requests"]
+        if u.startswith("404 ") and "w2sd" in u.lower() and not re.search(r"/docs/W2SD\w+/[a-z-]+\.md", u, re.I)
+    ], seen["requests"]
 
     renderers = ["classic"] + (["vue"] if seen["hasVue"] else [])
     assert sorted(seen["renderers"]) == sorted(renderers)
     from w2sd_core import run_cost
+
     for renderer in renderers:
         got = seen["renderers"][renderer]
         where = f"{label}/{renderer}"
         caption = renderer == "classic" or caption_in_nodes2(version)
         # 1) the cost, inside the node, with the right numbers after every edit
-        assert None not in got["ksampler"]["serialized"] and len(got["ksampler"]["serialized"]) == 15, \
+        assert None not in got["ksampler"]["serialized"] and len(got["ksampler"]["serialized"]) == 15, (
             f"{where}: the caption leaked into widgets_values: {got['ksampler']['serialized']}"
+        )
         previous = None
         for snap in got["ksampler"]["snaps"]:
             at = f"{where}, after {snap['label']}"
@@ -441,7 +538,7 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
             previous = shown
         snaps = {}
         for snap in got["ksampler"]["snaps"]:
-            snaps.setdefault(snap["label"], snap)   # the first of a repeated label
+            snaps.setdefault(snap["label"], snap)  # the first of a repeated label
         assert snaps["defaults"]["shown"]["text"] == "W2SD off · reflect_steps 0", snaps["defaults"]
         assert snaps["reflect_steps=-1"]["shown"]["text"].startswith("no weak side")
         assert snaps["weak_positive linked"]["shown"]["text"].startswith("≤ "), "the default 0.8 window only bounds λ"
@@ -457,15 +554,24 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
         assert custom["g"] == "9 guided as CFG 13 · 10 evals · ×1 time", custom["g"]
         assert custom["e0"].startswith("no weak side"), custom["e0"]
         check_text(custom["e1"], run_cost(10, 0, 7.0, 7.0, 7.0, guided=9), False, where=f"{where}: W2SD Expert Pair")
-        assert custom["c"] == "W2SD off · reflect_steps 0", f"{where}: a plain sampler runs the default plan: {custom['c']}"
+        assert custom["c"] == "W2SD off · reflect_steps 0", (
+            f"{where}: a plain sampler runs the default plan: {custom['c']}"
+        )
         for step in custom["advanced"]:
-            check_text(step["text"], *expected_cost(step["values"], ["weak_positive"], advanced=True),
-                       where=f"{where}: Advanced {step['values']}")
+            check_text(
+                step["text"],
+                *expected_cost(step["values"], ["weak_positive"], advanced=True),
+                where=f"{where}: Advanced {step['values']}",
+            )
         # end_at_step 10 runs 10 steps; leftover noise keeps its last step reflectable for an explicit λ
         assert [s["text"] for s in custom["advanced"][2:]] == [
-            "9 reflections · 28 evals · ×2.8 time", "9 reflections · 28 evals · ×2.8 time",
-            "5 reflections · 16 evals · ×2.67 time", "6 reflections · 18 evals · ×3 time",
-            "5 reflections · 16 evals · ×2.67 time", "nothing planned · 0 evals · ×1 time"], custom["advanced"]
+            "9 reflections · 28 evals · ×2.8 time",
+            "9 reflections · 28 evals · ×2.8 time",
+            "5 reflections · 16 evals · ×2.67 time",
+            "6 reflections · 18 evals · ×3 time",
+            "5 reflections · 16 evals · ×2.67 time",
+            "nothing planned · 0 evals · ×1 time",
+        ], custom["advanced"]
 
         # 3) the run: the report shows what the server says the sampler did, until an input changes
         run = got["run"]
@@ -475,11 +581,16 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
         assert visible_cost(run["after"] | {"text": run["after"]["dom"]}, where, caption) == run["after"]["text"], run
         assert run["after"]["text"].startswith("ran: "), run["after"]
         ran = parse_line(run["after"]["text"])
-        reports = [out["w2sd"][0] for entry in history.values() for out in entry.get("outputs", {}).values() if "w2sd" in out]
+        reports = [
+            out["w2sd"][0] for entry in history.values() for out in entry.get("outputs", {}).values() if "w2sd" in out
+        ]
         assert reports, "the server's history holds no W2SD report"
         numbers = reports[-1]
         assert (ran["reflections"], ran["guided"], ran["evaluations"]) == (
-            numbers["reflections"], numbers["guided"], numbers["evaluations"]), (run["after"]["text"], numbers)
+            numbers["reflections"],
+            numbers["guided"],
+            numbers["evaluations"],
+        ), (run["after"]["text"], numbers)
         assert numbers["reflections"] == 3 and numbers["evaluations"] == 10, numbers  # 4 steps, weak model
         assert math.isclose(ran["ratio"], numbers["passes"] / numbers["plain_passes"], abs_tol=0.005)
         assert not run["edited"]["report"] and run["edited"]["text"] == run["edited"]["estimate"], run["edited"]
@@ -491,6 +602,7 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
 
     # 5) the workflows: offered as templates with thumbnails, load with every node type known
     from w2sd_core.guidance import DEFAULT_GUIDANCE, DEFAULT_MODE
+
     mode_defaults = [DEFAULT_MODE, DEFAULT_GUIDANCE]
     assert sorted(templates.get(comfy_support_pack(), [])) == sorted(workflows), templates
     assert thumbs == {name: 200 for name in workflows}, thumbs
@@ -502,23 +614,31 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
         for node in data["nodes"]:
             want = node.get("widgets_values") or None
             if want is None:
-                continue   # no values in the file (e.g. PreviewAny): the frontend's own display widgets
+                continue  # no values in the file (e.g. PreviewAny): the frontend's own display widgets
             if node["type"] in MODE_NODES and len(saved[node["id"]] or []) == len(want) + len(mode_defaults):
-                want = want + mode_defaults   # saved before mode/guidance existed: their defaults
+                want = want + mode_defaults  # saved before mode/guidance existed: their defaults
             assert saved[node["id"]] == want, f"{name}: node {node['id']} ({node['type']}) changed on load"
         shows_cost = {"W2SDReflectiveKSampler", "W2SDReflectiveKSamplerAdvanced", "W2SDSampler", "W2SDGuider"}
         assert len(got["captions"]) == sum(n["type"] in shows_cost for n in data["nodes"]), name
         for caption in got["captions"]:
-            assert caption["text"] and "unavailable" not in caption["text"] and "connect" not in caption["text"], (name, caption)
+            assert caption["text"] and "unavailable" not in caption["text"] and "connect" not in caption["text"], (
+                name,
+                caption,
+            )
         boxes = got["boxes"]
-        overlaps = [(a[:2], b[:2]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
-                    if a[2] < b[2] + b[4] and b[2] < a[2] + a[4] and a[3] < b[3] + b[5] and b[3] < a[3] + a[5]]
+        overlaps = [
+            (a[:2], b[:2])
+            for i, a in enumerate(boxes)
+            for b in boxes[i + 1 :]
+            if a[2] < b[2] + b[4] and b[2] < a[2] + a[4] and a[3] < b[3] + b[5] and b[3] < a[3] + a[5]
+        ]
         assert not overlaps, f"{name}: nodes overlap as laid out in the frontend: {overlaps}"
-        if name.startswith("W2SD 10 "):   # 20 steps split at 10: W2SD on the high part, leftover noise
+        if name.startswith("W2SD 10 "):  # 20 steps split at 10: W2SD on the high part, leftover noise
             for caption in got["captions"]:
                 check_text(caption["text"], run_cost(10, 5, 3.5, 3.5, 1.0), False, where=f"{name}: SplitSigmas")
 
 
 def comfy_support_pack():
     import comfy_support
+
     return comfy_support.ComfyServer.PACK_LINK

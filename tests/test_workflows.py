@@ -14,6 +14,7 @@ ModelSamplingSD3 for the Flux workflow), text encoders become distinct fixed con
 encode/decode become LoadLatent/SaveLatent, the ControlNet is a tiny real one; every W2SD node,
 sampler, scheduler, guider, ControlNet apply, FluxGuidance and the report preview run as they are.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,6 +43,7 @@ def load(path) -> dict:
 # then optional ones, each in declaration order). The ComfyUI tier checks this table against the real
 # node definitions, so it cannot silently drift from the nodes.
 
+
 def _int(lo, hi):
     return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
@@ -67,48 +69,95 @@ MODE_WIDGETS = [("mode", _one_of("reflect", "guide", "reflect+guide")), ("guidan
 
 CONTRACT = {
     "W2SDReflectiveKSampler": {
-        "sockets": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
-                    ("latent_image", "LATENT"), ("weak_model", "MODEL"),
-                    ("weak_positive", "CONDITIONING"), ("weak_negative", "CONDITIONING")],
-        "widgets": [("seed", _int(0, SEED_MAX)), ("steps", _int(1, 10000)), ("cfg", _float(0, 100)),
-                    ("sampler_name", _str), ("scheduler", _str), ("denoise", _float(0, 1)),
-                    ("strong_cfg", _cfg_or_same), ("weak_cfg", _cfg_or_same),
-                    ("reflect_steps", _int(-1, 10000)), ("reflect_end_percent", _float(0, 1)),
-                    ("repeats", _int(1, 10)), ("inversion", _one_of("next", "current", "official")),
-                    *MODE_WIDGETS],
+        "sockets": [
+            ("model", "MODEL"),
+            ("positive", "CONDITIONING"),
+            ("negative", "CONDITIONING"),
+            ("latent_image", "LATENT"),
+            ("weak_model", "MODEL"),
+            ("weak_positive", "CONDITIONING"),
+            ("weak_negative", "CONDITIONING"),
+        ],
+        "widgets": [
+            ("seed", _int(0, SEED_MAX)),
+            ("steps", _int(1, 10000)),
+            ("cfg", _float(0, 100)),
+            ("sampler_name", _str),
+            ("scheduler", _str),
+            ("denoise", _float(0, 1)),
+            ("strong_cfg", _cfg_or_same),
+            ("weak_cfg", _cfg_or_same),
+            ("reflect_steps", _int(-1, 10000)),
+            ("reflect_end_percent", _float(0, 1)),
+            ("repeats", _int(1, 10)),
+            ("inversion", _one_of("next", "current", "official")),
+            *MODE_WIDGETS,
+        ],
         "outputs": ["LATENT"],
     },
     "W2SDReflectiveKSamplerAdvanced": {
-        "sockets": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
-                    ("latent_image", "LATENT"), ("weak_model", "MODEL"),
-                    ("weak_positive", "CONDITIONING"), ("weak_negative", "CONDITIONING")],
-        "widgets": [("add_noise", _one_of("enable", "disable")), ("noise_seed", _int(0, SEED_MAX)),
-                    ("steps", _int(1, 10000)), ("cfg", _float(0, 100)), ("sampler_name", _str),
-                    ("scheduler", _str), ("start_at_step", _int(0, 10000)), ("end_at_step", _int(0, 10000)),
-                    ("return_with_leftover_noise", _one_of("disable", "enable")),
-                    ("strong_cfg", _cfg_or_same), ("weak_cfg", _cfg_or_same),
-                    ("reflect_steps", _int(-1, 10000)), ("reflect_end_percent", _float(0, 1)),
-                    ("repeats", _int(1, 10)), ("inversion", _one_of("next", "current", "official")),
-                    *MODE_WIDGETS],
+        "sockets": [
+            ("model", "MODEL"),
+            ("positive", "CONDITIONING"),
+            ("negative", "CONDITIONING"),
+            ("latent_image", "LATENT"),
+            ("weak_model", "MODEL"),
+            ("weak_positive", "CONDITIONING"),
+            ("weak_negative", "CONDITIONING"),
+        ],
+        "widgets": [
+            ("add_noise", _one_of("enable", "disable")),
+            ("noise_seed", _int(0, SEED_MAX)),
+            ("steps", _int(1, 10000)),
+            ("cfg", _float(0, 100)),
+            ("sampler_name", _str),
+            ("scheduler", _str),
+            ("start_at_step", _int(0, 10000)),
+            ("end_at_step", _int(0, 10000)),
+            ("return_with_leftover_noise", _one_of("disable", "enable")),
+            ("strong_cfg", _cfg_or_same),
+            ("weak_cfg", _cfg_or_same),
+            ("reflect_steps", _int(-1, 10000)),
+            ("reflect_end_percent", _float(0, 1)),
+            ("repeats", _int(1, 10)),
+            ("inversion", _one_of("next", "current", "official")),
+            *MODE_WIDGETS,
+        ],
         "outputs": ["LATENT"],
     },
     "W2SDGuider": {
-        "sockets": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
-                    ("weak_model", "MODEL"), ("weak_positive", "CONDITIONING"),
-                    ("weak_negative", "CONDITIONING")],
+        "sockets": [
+            ("model", "MODEL"),
+            ("positive", "CONDITIONING"),
+            ("negative", "CONDITIONING"),
+            ("weak_model", "MODEL"),
+            ("weak_positive", "CONDITIONING"),
+            ("weak_negative", "CONDITIONING"),
+        ],
         "widgets": [("cfg", _float(0, 100)), ("strong_cfg", _cfg_or_same), ("weak_cfg", _cfg_or_same)],
         "outputs": ["GUIDER"],
     },
     "W2SDSampler": {
         "sockets": [("sampler", "SAMPLER")],
-        "widgets": [("reflect_steps", _int(-1, 10000)), ("reflect_end_percent", _float(0, 1)),
-                    ("repeats", _int(1, 10)), ("inversion", _one_of("next", "current", "official")),
-                    ("strong_cfg", _cfg_or_same), ("weak_cfg", _cfg_or_same), *MODE_WIDGETS],
+        "widgets": [
+            ("reflect_steps", _int(-1, 10000)),
+            ("reflect_end_percent", _float(0, 1)),
+            ("repeats", _int(1, 10)),
+            ("inversion", _one_of("next", "current", "official")),
+            ("strong_cfg", _cfg_or_same),
+            ("weak_cfg", _cfg_or_same),
+            *MODE_WIDGETS,
+        ],
         "outputs": ["SAMPLER"],
     },
     "W2SDInversionStep": {
-        "sockets": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
-                    ("latent", "LATENT"), ("sigmas", "SIGMAS")],
+        "sockets": [
+            ("model", "MODEL"),
+            ("positive", "CONDITIONING"),
+            ("negative", "CONDITIONING"),
+            ("latent", "LATENT"),
+            ("sigmas", "SIGMAS"),
+        ],
         "widgets": [("cfg", _float(0, 100)), ("inversion", _one_of("next", "current"))],
         "outputs": ["LATENT"],
     },
@@ -119,8 +168,12 @@ CONTRACT = {
     },
     "W2SDWeakModelBuilder": {
         "sockets": [("model", "MODEL"), ("weak_model", "MODEL")],
-        "widgets": [("lora_name", _str), ("final_strength", _float(-100, 100)),
-                    ("strong_strength", _float(-100, 100)), ("weak_strength", _float(-100, 100))],
+        "widgets": [
+            ("lora_name", _str),
+            ("final_strength", _float(-100, 100)),
+            ("strong_strength", _float(-100, 100)),
+            ("weak_strength", _float(-100, 100)),
+        ],
         "outputs": ["MODEL", "MODEL", "STRING"],
     },
 }
@@ -129,9 +182,18 @@ CONTRACT = {
 #: real definitions in the ComfyUI tier).
 STOCK_WIDGETS = {
     "KSampler": ["seed", "control_after_generate", "steps", "cfg", "sampler_name", "scheduler", "denoise"],
-    "KSamplerAdvanced": ["add_noise", "noise_seed", "control_after_generate", "steps", "cfg",
-                         "sampler_name", "scheduler", "start_at_step", "end_at_step",
-                         "return_with_leftover_noise"],
+    "KSamplerAdvanced": [
+        "add_noise",
+        "noise_seed",
+        "control_after_generate",
+        "steps",
+        "cfg",
+        "sampler_name",
+        "scheduler",
+        "start_at_step",
+        "end_at_step",
+        "return_with_leftover_noise",
+    ],
     "BasicScheduler": ["scheduler", "steps", "denoise"],
     "SplitSigmas": ["step"],
     "FluxGuidance": ["guidance"],
@@ -156,18 +218,19 @@ def contract_widget_names(node_type: str) -> list[str]:
 
 def widgets(node: dict) -> dict:
     """Widget values by name for the W2SD nodes and the stock nodes listed above."""
-    names = (contract_widget_names(node["type"]) if node["type"] in CONTRACT
-             else STOCK_WIDGETS.get(node["type"]))
+    names = contract_widget_names(node["type"]) if node["type"] in CONTRACT else STOCK_WIDGETS.get(node["type"])
     assert names is not None, f"no widget table for {node['type']}"
     values = node.get("widgets_values") or []
     if node["type"] in CONTRACT and len(values) == len(names) - len(MODE_WIDGETS):
-        names = names[:len(values)]          # saved before the mode widgets existed
-    assert len(values) == len(names), (f"node {node['id']} ({node['type']}): {len(values)} widget "
-                                       f"values, expected {len(names)}: {names}")
+        names = names[: len(values)]  # saved before the mode widgets existed
+    assert len(values) == len(names), (
+        f"node {node['id']} ({node['type']}): {len(values)} widget values, expected {len(names)}: {names}"
+    )
     return dict(zip(names, values))
 
 
 # ---------------------------------------------------------------- graph helpers
+
 
 class Graph:
     def __init__(self, data: dict):
@@ -193,7 +256,7 @@ class Graph:
 
     def targets(self, node: dict, slot: int = 0) -> list[tuple[dict, str]]:
         out = []
-        for link_id in (node["outputs"][slot].get("links") or []):
+        for link_id in node["outputs"][slot].get("links") or []:
             link = self.links[link_id]
             target = self.nodes[link[3]]
             out.append((target, target["inputs"][link[4]]["name"]))
@@ -219,10 +282,23 @@ def note_text(data: dict) -> str:
 
 # ================================================================ core tier
 
+
 def test_there_is_a_workflow_per_pair_type():
     assert len(WORKFLOWS) >= 9, [p.name for p in WORKFLOWS]
-    kinds = {"Two checkpoints", "LoRA", "Z-Sampling", "Prompt", "ControlNet", "Flux", "Building blocks",
-             "Inversion", "Equal-compute", "Wan 2.2", "MoE", "Model-patch"}
+    kinds = {
+        "Two checkpoints",
+        "LoRA",
+        "Z-Sampling",
+        "Prompt",
+        "ControlNet",
+        "Flux",
+        "Building blocks",
+        "Inversion",
+        "Equal-compute",
+        "Wan 2.2",
+        "MoE",
+        "Model-patch",
+    }
     missing = {k for k in kinds if not any(k in p.stem for p in WORKFLOWS)}
     assert not missing, f"no workflow for {missing}"
 
@@ -243,8 +319,11 @@ def test_every_model_file_carries_download_info(path):
     properties.models (name, url, directory), so the frontend offers the download."""
     data = load(path)
     for node in data["nodes"]:
-        named = [v for v in node.get("widgets_values") or []
-                 if isinstance(v, str) and v.endswith((".safetensors", ".pth", ".ckpt"))]
+        named = [
+            v
+            for v in node.get("widgets_values") or []
+            if isinstance(v, str) and v.endswith((".safetensors", ".pth", ".ckpt"))
+        ]
         models = {m["name"]: m for m in node.get("properties", {}).get("models", [])}
         for name in named:
             if name.startswith("your_"):
@@ -253,8 +332,14 @@ def test_every_model_file_carries_download_info(path):
             m = models[name]
             assert m["url"].startswith("https://huggingface.co/") and "/resolve/" in m["url"], m
             assert m["url"].split("?")[0].endswith("/" + name), f"the url must fetch {name}: {m['url']}"
-            assert m["directory"] in {"checkpoints", "loras", "diffusion_models", "text_encoders", "vae",
-                                      "controlnet"}, m
+            assert m["directory"] in {
+                "checkpoints",
+                "loras",
+                "diffusion_models",
+                "text_encoders",
+                "vae",
+                "controlnet",
+            }, m
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=WORKFLOW_IDS)
@@ -294,9 +379,11 @@ def test_workflow_links_join_existing_slots_of_matching_types(path):
         assert inp.get("link") == link_id, f"{path.name}: input does not hold link {link_id}"
         # the frontend records "*" as the type of a link into an any-type input (PreviewAny)
         assert type_ == out["type"] or type_ == inp["type"] == "*", (
-            f"{path.name}: link {link_id} type {type_} != output {out['type']}")
-        assert inp["type"] in (out["type"], "*"), (f"{path.name}: link {link_id} ({out['type']}) into "
-                                                  f"{g.nodes[dst]['type']}.{inp['name']} ({inp['type']})")
+            f"{path.name}: link {link_id} type {type_} != output {out['type']}"
+        )
+        assert inp["type"] in (out["type"], "*"), (
+            f"{path.name}: link {link_id} ({out['type']}) into {g.nodes[dst]['type']}.{inp['name']} ({inp['type']})"
+        )
     # ... and nothing refers to a link that is not in the table
     for node in data["nodes"]:
         for inp in node.get("inputs") or []:
@@ -337,7 +424,8 @@ def test_w2sd_nodes_follow_the_stable_interface(path):
                 assert inp["widget"]["name"] in widget_names
             else:
                 assert sockets.get(inp["name"]) == inp["type"], (
-                    f"{path.name}: {node['type']} input {inp['name']} ({inp['type']}) not in the interface")
+                    f"{path.name}: {node['type']} input {inp['name']} ({inp['type']}) not in the interface"
+                )
         assert [o["type"] for o in node["outputs"]] == spec["outputs"]
         for name in ("model", "positive", "negative", "latent_image", "latent", "sigmas", "sampler"):
             if name in sockets and (node["type"], name) != ("W2SDWeakModelBuilder", "weak_model"):
@@ -347,8 +435,11 @@ def test_w2sd_nodes_follow_the_stable_interface(path):
 @pytest.mark.parametrize("path", WORKFLOWS, ids=WORKFLOW_IDS)
 def test_every_sampler_result_is_saved(path):
     g = Graph(load(path))
-    producers = [n for n in g.data["nodes"] if n["type"] in
-                 ("W2SDReflectiveKSampler", "KSampler", "KSamplerAdvanced", "SamplerCustomAdvanced")]
+    producers = [
+        n
+        for n in g.data["nodes"]
+        if n["type"] in ("W2SDReflectiveKSampler", "KSampler", "KSamplerAdvanced", "SamplerCustomAdvanced")
+    ]
     assert producers
     for node in producers:
         saved = [g.nodes[i]["type"] for i in g.downstream(node)]
@@ -477,6 +568,7 @@ def test_inversion_workflow_resamples_from_the_inverted_level():
 
 def test_equal_compute_ab_workflow():
     from w2sd_core import run_cost  # the pack's own cost arithmetic
+
     g, text = _workflow("Equal-compute")
     plain = widgets(g.one("KSampler"))
     w2 = widgets(g.one("W2SDReflectiveKSampler"))
@@ -487,8 +579,13 @@ def test_equal_compute_ab_workflow():
     for name in ("positive", "negative", "latent_image"):
         assert g.source(ks, name) == g.source(w2node, name), f"A and B differ in {name}"
     assert plain["cfg"] == w2["cfg"] and plain["sampler_name"] == w2["sampler_name"]
-    cost = run_cost(25, 12, w2["cfg"], w2["cfg"] if w2["strong_cfg"] == -1 else w2["strong_cfg"],
-                    w2["cfg"] if w2["weak_cfg"] == -1 else w2["weak_cfg"])
+    cost = run_cost(
+        25,
+        12,
+        w2["cfg"],
+        w2["cfg"] if w2["strong_cfg"] == -1 else w2["strong_cfg"],
+        w2["cfg"] if w2["weak_cfg"] == -1 else w2["weak_cfg"],
+    )
     assert cost.evaluations == 49 and f"{cost.evaluations} model" in text
     prefixes = {widgets(n)["filename_prefix"] for n in g.of_type("SaveImage")}
     assert len(prefixes) == 2, "A and B must save under different names"
@@ -543,9 +640,19 @@ def test_model_patch_workflow_pairs_one_checkpoint_with_and_without_a_patch():
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 #: Combos that list installed files (checked by ComfyUI's validation with placeholder files below).
-FILE_COMBOS = {"ckpt_name", "lora_name", "unet_name", "vae_name", "clip_name", "clip_name1", "clip_name2",
-               "clip_name3", "clip_name4",
-               "control_net_name", "image"}
+FILE_COMBOS = {
+    "ckpt_name",
+    "lora_name",
+    "unet_name",
+    "vae_name",
+    "clip_name",
+    "clip_name1",
+    "clip_name2",
+    "clip_name3",
+    "clip_name4",
+    "control_net_name",
+    "image",
+}
 
 
 def is_widget(spec) -> bool:
@@ -558,8 +665,7 @@ def is_widget(spec) -> bool:
 def upload_slot(spec) -> bool:
     """An image/video/audio combo gets an upload button widget, saved right after its value."""
     opts = (spec[1] if len(spec) > 1 else {}) or {}
-    return any(opts.get(k) for k in ("image_upload", "video_upload", "animated_image_upload",
-                                      "audio_upload"))
+    return any(opts.get(k) for k in ("image_upload", "video_upload", "animated_image_upload", "audio_upload"))
 
 
 def control_slot(name, spec) -> bool:
@@ -587,13 +693,12 @@ def widget_map(node: dict, input_types: dict) -> dict:
             continue
         if i >= len(values):
             if node["type"] in CONTRACT and name in dict(MODE_WIDGETS):
-                continue       # saved before these widgets existed: the frontend keeps the defaults
+                continue  # saved before these widgets existed: the frontend keeps the defaults
             raise ValueError(f"{node['type']} {node['id']}: no widget value for {name!r}")
         out[name] = values[i]
         i += 1 + control_slot(name, spec) + upload_slot(spec)
     if i != len(values):
-        raise ValueError(f"{node['type']} {node['id']}: {len(values)} widget values, the definition "
-                         f"has {i}")
+        raise ValueError(f"{node['type']} {node['id']}: {len(values)} widget values, the definition has {i}")
     return out
 
 
@@ -616,8 +721,11 @@ def to_api(data: dict, input_types_of) -> dict:
             if g.nodes[link[1]]["type"] in VIRTUAL:
                 raise ValueError("links from frontend-only nodes (Reroute, Primitive) are not converted")
             inputs[name] = [str(link[1]), link[2]]
-        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs,
-                                   "_meta": {"title": node.get("title") or node["type"]}}
+        prompt[str(node["id"])] = {
+            "class_type": node["type"],
+            "inputs": inputs,
+            "_meta": {"title": node.get("title") or node["type"]},
+        }
     return prompt
 
 
@@ -625,6 +733,7 @@ def to_api(data: dict, input_types_of) -> dict:
 def comfy_nodes(comfy):
     """ComfyUI's nodes with comfy_extras loaded (SamplerCustomAdvanced, FluxGuidance, ...)."""
     import asyncio
+
     if "SamplerCustomAdvanced" not in comfy.NODE_CLASS_MAPPINGS:
         asyncio.run(comfy.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
     return comfy
@@ -699,7 +808,8 @@ def test_workflow_against_real_node_definitions(comfy_nodes, path):
             src_type = outputs_of(mappings, g.nodes[link[1]])[link[2]]
             accepted = _types(specs[inp["name"]])
             assert src_type in accepted or "*" in accepted, (
-                f"{path.name}: {src_type} into {node['type']}.{inp['name']} ({accepted})")
+                f"{path.name}: {src_type} into {node['type']}.{inp['name']} ({accepted})"
+            )
 
 
 def outputs_of(mappings, node) -> list:
@@ -711,6 +821,7 @@ def placeholder_models(comfy_nodes, tmp_path):
     """Empty files with the workflows' model names in every model folder, so ComfyUI's validation
     accepts the names; removed from ComfyUI's search paths afterwards."""
     import folder_paths
+
     names = set()
     for path in WORKFLOWS:
         for node in load(path)["nodes"]:
@@ -741,6 +852,7 @@ def test_comfyui_validates_the_workflow(comfy_nodes, placeholder_models, path):
     """ComfyUI's own prompt validation (types, ranges, combos, required inputs) on the API prompt."""
     import asyncio
     import execution
+
     mappings = comfy_nodes.NODE_CLASS_MAPPINGS
     prompt = to_api(load(path), lambda t: mappings[t].INPUT_TYPES())
     valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt("test", prompt, None))
@@ -754,8 +866,10 @@ def test_comfyui_validates_the_workflow(comfy_nodes, placeholder_models, path):
 #: What of each workflow cannot run on the tiny fixtures and is swapped out (see core_prompt).
 NOT_RUN = {
     "CheckpointLoaderSimple": "tiny SD2-family UNet file via UNETLoader (no CLIP / VAE in the fixture)",
-    "UNETLoader": ("tiny UNet file, made a flow model by ModelSamplingSD3; HiDream and Wan 2.2 experts: a "
-                   "tiny model of that family from a test-only node (tests/fixture_pack)"),
+    "UNETLoader": (
+        "tiny UNet file, made a flow model by ModelSamplingSD3; HiDream and Wan 2.2 experts: a "
+        "tiny model of that family from a test-only node (tests/fixture_pack)"
+    ),
     "CLIPLoader": "removed (no text encoder)",
     "QuadrupleCLIPLoader": "removed (no text encoder)",
     "CreateVideo": "removed: the sampler's LATENT goes to SaveLatent",
@@ -783,6 +897,7 @@ def core_prompt(prompt: dict, files: dict, latent_name: str) -> dict:
     weights is swapped (NOT_RUN says for what). Latents are 8x8; step counts and step indices are
     divided by STEP_DIVISOR."""
     import copy
+
     p = copy.deepcopy(prompt)
     next_id = [1000]
 
@@ -791,8 +906,14 @@ def core_prompt(prompt: dict, files: dict, latent_name: str) -> dict:
         p[str(next_id[0])] = {"class_type": class_type, "inputs": inputs}
         return str(next_id[0])
 
-    family = next((tiny_family(n["inputs"]["unet_name"]) for n in p.values()
-                   if n["class_type"] == "UNETLoader" and tiny_family(n["inputs"]["unet_name"])), None)
+    family = next(
+        (
+            tiny_family(n["inputs"]["unet_name"])
+            for n in p.values()
+            if n["class_type"] == "UNETLoader" and tiny_family(n["inputs"]["unet_name"])
+        ),
+        None,
+    )
     lotus = add("LotusConditioning", {})
     zero = add("ConditioningZeroOut", {"conditioning": [lotus, 0]})
     rewire, decoded, deleted, checkpoints, texts = {}, {}, set(), [], {}
@@ -804,8 +925,7 @@ def core_prompt(prompt: dict, files: dict, latent_name: str) -> dict:
             unet = files["unet"] if checkpoints.index(inp["ckpt_name"]) == 0 else files["unet_weak"]
             p[nid] = {"class_type": "UNETLoader", "inputs": {"unet_name": unet, "weight_dtype": "default"}}
         elif ct == "UNETLoader" and family:
-            p[nid] = {"class_type": "TinyFixtureModel",
-                      "inputs": {"family": tiny_family(inp["unet_name"]), "seed": 0}}
+            p[nid] = {"class_type": "TinyFixtureModel", "inputs": {"family": tiny_family(inp["unet_name"]), "seed": 0}}
         elif ct == "UNETLoader":
             inp["unet_name"] = files["unet"]
             rewire[(nid, 0)] = [add("ModelSamplingSD3", {"model": [nid, 0], "shift": 3.0}), 0]
@@ -814,9 +934,14 @@ def core_prompt(prompt: dict, files: dict, latent_name: str) -> dict:
             p[nid] = {"class_type": "TinyFixtureConditioning", "inputs": {"family": family, "seed": k}}
         elif ct == "CLIPTextEncode":
             k = texts.setdefault(inp["text"], len(texts))
-            p[nid] = {"class_type": "ConditioningAverage",
-                      "inputs": {"conditioning_to": [lotus, 0], "conditioning_from": [zero, 0],
-                                 "conditioning_to_strength": round(1.0 - 0.15 * k, 2)}}
+            p[nid] = {
+                "class_type": "ConditioningAverage",
+                "inputs": {
+                    "conditioning_to": [lotus, 0],
+                    "conditioning_from": [zero, 0],
+                    "conditioning_to_strength": round(1.0 - 0.15 * k, 2),
+                },
+            }
         elif ct in ("DualCLIPLoader", "VAELoader", "CLIPLoader", "QuadrupleCLIPLoader", "CreateVideo"):
             deleted.add(nid)
         elif ct == "ControlNetLoader":
@@ -833,7 +958,7 @@ def core_prompt(prompt: dict, files: dict, latent_name: str) -> dict:
         elif ct in ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo"):
             inp["width"] = inp["height"] = LATENT_PX
             if "length" in inp:
-                inp["length"] = 5       # two latent frames
+                inp["length"] = 5  # two latent frames
         for key in ("steps",):
             if isinstance(inp.get(key), int):
                 inp[key] = max(2, inp[key] // STEP_DIVISOR)
@@ -842,11 +967,18 @@ def core_prompt(prompt: dict, files: dict, latent_name: str) -> dict:
                 inp[key] = max(1, inp[key] // STEP_DIVISOR) if key == "reflect_steps" else inp[key] // STEP_DIVISOR
     for nid, node in list(p.items()):
         if node["class_type"] in ("SaveImage", "SaveVideo"):
-            src = (node["inputs"]["images"] if node["class_type"] == "SaveImage"
-                   else p[node["inputs"]["video"][0]]["inputs"]["images"])     # CreateVideo's frames
-            p[nid] = {"class_type": "SaveLatent",
-                      "inputs": {"samples": decoded[src[0]],
-                                 "filename_prefix": "w2sd_test/" + node["inputs"]["filename_prefix"]}}
+            src = (
+                node["inputs"]["images"]
+                if node["class_type"] == "SaveImage"
+                else p[node["inputs"]["video"][0]]["inputs"]["images"]
+            )  # CreateVideo's frames
+            p[nid] = {
+                "class_type": "SaveLatent",
+                "inputs": {
+                    "samples": decoded[src[0]],
+                    "filename_prefix": "w2sd_test/" + node["inputs"]["filename_prefix"],
+                },
+            }
     for nid in deleted:
         del p[nid]
 
@@ -884,23 +1016,25 @@ def write_tiny_controlnet(models_dir) -> str:
     import comfy.cldm.cldm
     import comfy.ops
     import comfy_support
+
     path = pathlib.Path(models_dir) / "controlnet" / TINY_CONTROLNET
     if not path.exists():
         config = dict(comfy_support.TINY_SD2_UNET)
         config.pop("out_channels")
-        config.update(hint_channels=3, operations=comfy.ops.disable_weight_init, device="cpu",
-                      dtype=torch.float32)
+        config.update(hint_channels=3, operations=comfy.ops.disable_weight_init, device="cpu", dtype=torch.float32)
         net = comfy.cldm.cldm.ControlNet(**config)
         g = torch.Generator().manual_seed(7)
         path.parent.mkdir(parents=True, exist_ok=True)
-        safetensors.torch.save_file({k: (torch.randn(v.shape, generator=g) * 0.02).half()
-                                     for k, v in net.state_dict().items()}, str(path))
+        safetensors.torch.save_file(
+            {k: (torch.randn(v.shape, generator=g) * 0.02).half() for k, v in net.state_dict().items()}, str(path)
+        )
     return TINY_CONTROLNET
 
 
 @pytest.fixture(scope="module")
 def tiny_server(tmp_path_factory):
     import comfy_support
+
     reason = comfy_support.comfyui_missing_reason()
     if reason:
         pytest.skip(reason)
@@ -909,17 +1043,18 @@ def tiny_server(tmp_path_factory):
         pytest.skip("tests/comfy_support.py has no ComfyServer")
     base = tmp_path_factory.mktemp("comfy_server")
     (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
-    (base / "custom_nodes" / "w2sd_test_fixtures").symlink_to(ROOT / "tests" / "fixture_pack",
-                                                              target_is_directory=True)
+    (base / "custom_nodes" / "w2sd_test_fixtures").symlink_to(ROOT / "tests" / "fixture_pack", target_is_directory=True)
     with server_cls(base) as server:
         import numpy as np
         import torch
         from PIL import Image
+
         files = comfy_support.write_tiny_checkpoints(server.models_dir)
         files["controlnet"] = write_tiny_controlnet(server.models_dir)
         g = torch.Generator().manual_seed(0)
-        comfy_support.write_latent_file(server.input_dir / FIXTURE_LATENT,
-                                        torch.randn(1, 4, LATENT_PX // 8, LATENT_PX // 8, generator=g) * 0.5)
+        comfy_support.write_latent_file(
+            server.input_dir / FIXTURE_LATENT, torch.randn(1, 4, LATENT_PX // 8, LATENT_PX // 8, generator=g) * 0.5
+        )
         pixels = (torch.rand(LATENT_PX, LATENT_PX, 3, generator=g) * 255).to(torch.uint8).numpy()
         Image.fromarray(np.ascontiguousarray(pixels)).save(server.input_dir / FIXTURE_IMAGE)
         object_info = server.get_json("/object_info", timeout=30)
@@ -932,6 +1067,7 @@ def test_workflow_sampler_core_runs_end_to_end(tiny_server, path):
     """Each workflow, converted to API format with the server's own node definitions, with its
     weight-dependent parts swapped for tiny fixtures, queued on a real ComfyUI server."""
     import comfy_support
+
     server, files, object_info = tiny_server
     data = load(path)
     prompt = to_api(data, lambda t: object_info[t]["input"])
@@ -940,8 +1076,9 @@ def test_workflow_sampler_core_runs_end_to_end(tiny_server, path):
     assert dropped <= set(NOT_RUN), f"{path.name}: {dropped - set(NOT_RUN)} dropped without a reason"
     assert any(n["class_type"].startswith("W2SD") for n in core.values())
     entry = server.run(core, timeout=90)
-    assert server.succeeded(entry), (f"{path.name}: {json.dumps(entry['status'], indent=1)[-3000:]}\n"
-                                     f"{server.log_tail(3000)}")
+    assert server.succeeded(entry), (
+        f"{path.name}: {json.dumps(entry['status'], indent=1)[-3000:]}\n{server.log_tail(3000)}"
+    )
     saves = [nid for nid, n in core.items() if n["class_type"] == "SaveLatent"]
     assert saves
     for nid in saves:

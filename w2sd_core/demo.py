@@ -1,4 +1,5 @@
 """``python -m w2sd_core.demo`` still works: the code lives in :mod:`w2sd_core.toy.demo`."""
+
 from .toy.demo import *  # noqa: F401,F403
 from .toy.demo import main
 

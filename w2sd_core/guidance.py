@@ -6,6 +6,7 @@ To first order one ``next`` reflection adds ``sigma * (sigma - sigma_next) * (sc
 and one guided Euler step adds ``w * (sigma_next - sigma) / sigma * (D_w - D_s)``, the same
 direction: guidance spends one extra evaluation per step, reflection two, plus its inversion error.
 """
+
 from __future__ import annotations
 
 import torch
@@ -41,7 +42,9 @@ def guide(strong_out: torch.Tensor, weak_out: torch.Tensor, w: float) -> torch.T
 def guided(strong: Denoiser, weak: Denoiser, w: float) -> Denoiser:
     """The guided denoiser; the weak side is evaluated first (samplers that capture the last
     call's unconditional output, such as the CFG++ family, then keep the strong side's)."""
+
     def denoise(x, sigma):
         weak_out = weak(x, sigma)
         return guide(strong(x, sigma), weak_out, w)
+
     return denoise

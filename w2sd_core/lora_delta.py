@@ -18,6 +18,7 @@ so the two agree to rounding:
 Nothing here imports ComfyUI: layers are described by plain torch data (``LinearGeometry``,
 ``ConvGeometry``), and the ComfyUI adapter (``nodes/weak_model.py``) builds them from modules.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,9 +34,11 @@ WeightSlice = tuple[int, int, int]
 
 # ---------------------------------------------------------------- layer geometry
 
+
 @dataclass(frozen=True)
 class LinearGeometry:
     """A Linear layer: weight ``(out_features, in_features)``, features in the last dim."""
+
     weight_shape: tuple[int, ...]
 
     @property
@@ -46,6 +49,7 @@ class LinearGeometry:
 @dataclass(frozen=True)
 class ConvGeometry:
     """A Conv1d/2d/3d layer: weight ``(out, in/groups, *kernel)``, channels in dim 1."""
+
     weight_shape: tuple[int, ...]
     stride: tuple[int, ...] = (1, 1)
     padding: Union[tuple[int, ...], str] = (0, 0)
@@ -67,10 +71,14 @@ class ConvGeometry:
 
     @classmethod
     def from_module(cls, module: torch.nn.modules.conv._ConvNd) -> "ConvGeometry":
-        return cls(weight_shape=tuple(module.weight.shape), stride=tuple(module.stride),
-                   padding=module.padding if isinstance(module.padding, str) else tuple(module.padding),
-                   dilation=tuple(module.dilation), groups=int(module.groups),
-                   padding_mode=str(module.padding_mode))
+        return cls(
+            weight_shape=tuple(module.weight.shape),
+            stride=tuple(module.stride),
+            padding=module.padding if isinstance(module.padding, str) else tuple(module.padding),
+            dilation=tuple(module.dilation),
+            groups=int(module.groups),
+            padding_mode=str(module.padding_mode),
+        )
 
     def pad_input(self, x: torch.Tensor) -> tuple[torch.Tensor, Union[tuple[int, ...], str]]:
         """``x`` padded as the base conv pads it, and the padding left for the conv call."""
@@ -111,9 +119,11 @@ def sliced_shape(weight_shape: Sequence[int], weight_slice: Optional[WeightSlice
 
 # ---------------------------------------------------------------- terms
 
+
 @dataclass(frozen=True)
 class LoraTerm:
     """One LoRA (or LoCon) patch: ``ΔW = scale · up @ down`` on (a slice of) a layer's weight."""
+
     up: torch.Tensor
     down: torch.Tensor
     alpha: Optional[float] = None
@@ -149,6 +159,7 @@ class LoraTerm:
 @dataclass(frozen=True)
 class DenseTerm:
     """A full weight difference (ComfyUI's ``diff`` patch): ``ΔW = diff``, linear in the strength."""
+
     diff: torch.Tensor
     weight_slice: Optional[WeightSlice] = None
 
@@ -160,6 +171,7 @@ class DenseTerm:
 @dataclass(frozen=True)
 class BiasTerm:
     """A bias difference (``diff_b``): adds ``strength · diff`` to the layer's output channels."""
+
     diff: torch.Tensor
     weight_slice: Optional[WeightSlice] = None  # only dim 0 (output channels) makes sense
 
@@ -172,6 +184,7 @@ Term = Union[LoraTerm, DenseTerm, BiasTerm]
 
 
 # ---------------------------------------------------------------- one layer
+
 
 class LayerDelta:
     """Every strength-linear patch of one Linear/Conv layer, applied to its output.
@@ -201,8 +214,10 @@ class LayerDelta:
                 raise ValueError(f"bias difference of {term.diff.numel()} values for {shape[0]} output channels")
             return
         if isinstance(term, DenseTerm):
-            if tuple(term.diff.shape) != shape:     # ComfyUI does not merge such a diff either
-                raise ValueError(f"weight difference of shape {tuple(term.diff.shape)} for a weight (slice) of shape {shape}")
+            if tuple(term.diff.shape) != shape:  # ComfyUI does not merge such a diff either
+                raise ValueError(
+                    f"weight difference of shape {tuple(term.diff.shape)} for a weight (slice) of shape {shape}"
+                )
             return
         up_flat = term.up.reshape(term.up.shape[0], -1)
         if up_flat.shape[1] != term.rank:
@@ -218,8 +233,14 @@ class LayerDelta:
         if term.mid is not None:
             if term.down.reshape(term.rank, -1).shape[1] != shape[1]:
                 raise ValueError(f"LoCon down {tuple(term.down.shape)} must be 1x1 with a mid factor (weight {shape})")
-            if term.mid.ndim != len(shape) or term.mid.shape[1] != term.rank or tuple(term.mid.shape[2:]) != tuple(shape[2:]):
-                raise ValueError(f"LoCon mid {tuple(term.mid.shape)} does not fit down {tuple(term.down.shape)} and weight {shape}")
+            if (
+                term.mid.ndim != len(shape)
+                or term.mid.shape[1] != term.rank
+                or tuple(term.mid.shape[2:]) != tuple(shape[2:])
+            ):
+                raise ValueError(
+                    f"LoCon mid {tuple(term.mid.shape)} does not fit down {tuple(term.down.shape)} and weight {shape}"
+                )
             return
         if term.down.numel() != term.rank * math.prod(shape[1:]):
             raise ValueError(f"LoRA down {tuple(term.down.shape)} does not match a conv weight (slice) {shape}")
@@ -230,8 +251,13 @@ class LayerDelta:
         return sum(t.nbytes for t in self.terms)
 
     def cached_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for entry in self._cache.values()
-                   for prepared in entry for t in prepared[1:] if isinstance(t, torch.Tensor))
+        return sum(
+            t.numel() * t.element_size()
+            for entry in self._cache.values()
+            for prepared in entry
+            for t in prepared[1:]
+            if isinstance(t, torch.Tensor)
+        )
 
     def clear_cache(self) -> None:
         self._cache.clear()

@@ -1,4 +1,5 @@
 """Which steps of a schedule get reflected."""
+
 from __future__ import annotations
 
 import math
@@ -41,15 +42,22 @@ class ReflectionPlan:
             raise ValueError(f"max_step (relative step size) must be >= 0 or None, got {self.max_step}")
 
     @classmethod
-    def until_percent(cls, end_percent: float, percent_to_sigma, *, steps: int = -1,
-                      repeats: int = 1, max_step: Optional[float] = None) -> "ReflectionPlan":
+    def until_percent(
+        cls,
+        end_percent: float,
+        percent_to_sigma,
+        *,
+        steps: int = -1,
+        repeats: int = 1,
+        max_step: Optional[float] = None,
+    ) -> "ReflectionPlan":
         """A plan that reflects only while the schedule is above ``end_percent`` of the denoising
         (0 = start, 1 = end: no limit), turned into a sigma with the model's ``percent_to_sigma``.
         Unlike a step count, that point stays put under ``denoise < 1`` and split sigmas."""
         if end_percent >= 1.0:
             sigma_min = None
         elif end_percent <= 0.0:
-            sigma_min = math.inf       # "reflect while above 0 % of the denoising": never
+            sigma_min = math.inf  # "reflect while above 0 % of the denoising": never
         else:
             sigma_min = float(percent_to_sigma(end_percent))
         return cls(steps=steps, repeats=repeats, sigma_min=sigma_min, max_step=max_step)
@@ -62,10 +70,13 @@ class ReflectionPlan:
         mask = []
         for i in range(n):
             hi, lo = values[i], values[i + 1]
-            mask.append(i < count and hi > lo > 0
-                        and (self.sigma_max is None or hi <= self.sigma_max)
-                        and (self.sigma_min is None or hi >= self.sigma_min)
-                        and (self.max_step is None or relative_step(hi, lo) <= self.max_step))
+            mask.append(
+                i < count
+                and hi > lo > 0
+                and (self.sigma_max is None or hi <= self.sigma_max)
+                and (self.sigma_min is None or hi >= self.sigma_min)
+                and (self.max_step is None or relative_step(hi, lo) <= self.max_step)
+            )
         return mask
 
     def reflected_steps(self, sigmas) -> list[int]:

@@ -6,6 +6,7 @@ tensor of shape ``(batch,)``; the sampler derivative is ``d = (x - D) / sigma``.
 sigma is exact DDIM for eps / v / EDM models and exact flow-Euler for flow (CONST) models, so the
 same two lines serve every model family.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,9 @@ def euler_step(x: torch.Tensor, denoised: torch.Tensor, sigma: Sigma, sigma_to: 
     return x + (x - denoised) / sigma * (sigma_to - sigma)
 
 
-def inversion_step(denoise: Denoiser, x: torch.Tensor, sigma_from: Sigma, sigma_to: Sigma,
-                   *, inversion: str = "next") -> torch.Tensor:
+def inversion_step(
+    denoise: Denoiser, x: torch.Tensor, sigma_from: Sigma, sigma_to: Sigma, *, inversion: str = "next"
+) -> torch.Tensor:
     """Move ``x`` from ``sigma_from`` up to ``sigma_to`` along the model's own ODE direction.
 
     ``next`` evaluates the model where ``x`` sits (a latent at sigma 0 has no defined direction,
@@ -52,8 +54,16 @@ def _alpha_bar(sigma: float) -> float:
     return 1.0 / (1.0 + sigma * sigma)
 
 
-def reflect(x: torch.Tensor, sigma: Sigma, sigma_next: Sigma, strong: Denoiser, weak: Denoiser,
-            *, inversion: str = "next", sigma_after: Sigma | None = None) -> torch.Tensor:
+def reflect(
+    x: torch.Tensor,
+    sigma: Sigma,
+    sigma_next: Sigma,
+    strong: Denoiser,
+    weak: Denoiser,
+    *,
+    inversion: str = "next",
+    sigma_after: Sigma | None = None,
+) -> torch.Tensor:
     """Reflect ``x`` at ``sigma``: strong Euler step down to ``sigma_next``, weak inversion back up.
 
     To first order the result is ``x + sigma * (sigma - sigma_next) * (score_strong - score_weak)``.
@@ -79,5 +89,4 @@ def reflect(x: torch.Tensor, sigma: Sigma, sigma_next: Sigma, strong: Denoiser, 
     k = math.sqrt(_alpha_bar(sigma_next) / _alpha_bar(sigma))
     u = k * y
     eps_weak = (u - weak(u, sigma_batch(u, sigma))) / sigma
-    return k * (math.sqrt(_alpha_bar(sigma_next) / _alpha_bar(sigma_after)) * y
-                + (sigma_next - sigma_after) * eps_weak)
+    return k * (math.sqrt(_alpha_bar(sigma_next) / _alpha_bar(sigma_after)) * y + (sigma_next - sigma_after) * eps_weak)

@@ -1,5 +1,6 @@
 """Sampling loops with reflection: a generic driver around any inner sampler, and the reference
 Euler loop built on it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,17 +18,18 @@ class Preset:
     """Everything a W2SD run needs besides the models: the plan's inputs, the inversion, and
     what the planned steps get (``mode``: reflect / guide / reflect+guide, ``guidance``: w)."""
 
-    steps: int = -1                    # λ: -1 = every step but the last
+    steps: int = -1  # λ: -1 = every step but the last
     repeats: int = 1
-    end_percent: float = 1.0           # reflect while above this point of the denoising
-    max_step: Optional[float] = None   # largest relative step (σ_i - σ_i+1) / σ_i+1 reflected
+    end_percent: float = 1.0  # reflect while above this point of the denoising
+    max_step: Optional[float] = None  # largest relative step (σ_i - σ_i+1) / σ_i+1 reflected
     inversion: str = "next"
     mode: str = DEFAULT_MODE
     guidance: float = DEFAULT_GUIDANCE
 
     def plan(self, percent_to_sigma) -> ReflectionPlan:
-        return ReflectionPlan.until_percent(self.end_percent, percent_to_sigma, steps=self.steps,
-                                            repeats=self.repeats, max_step=self.max_step)
+        return ReflectionPlan.until_percent(
+            self.end_percent, percent_to_sigma, steps=self.steps, repeats=self.repeats, max_step=self.max_step
+        )
 
     def evaluations(self, sigmas, percent_to_sigma) -> int:
         """Model evaluations of an Euler run: T, plus 2 per reflection, plus 1 per guided step."""
@@ -69,8 +71,9 @@ RunSpan = Callable[[torch.Tensor, int, int], torch.Tensor]
 ReflectAt = Callable[[torch.Tensor, int], torch.Tensor]
 
 
-def sample_with_reflection(x: torch.Tensor, sigmas, plan: ReflectionPlan,
-                           reflect_at: ReflectAt, run_span: RunSpan) -> torch.Tensor:
+def sample_with_reflection(
+    x: torch.Tensor, sigmas, plan: ReflectionPlan, reflect_at: ReflectAt, run_span: RunSpan
+) -> torch.Tensor:
     """Interleave reflections with an inner sampler.
 
     The schedule is cut only at reflected steps; every stretch between them (in particular
@@ -94,10 +97,18 @@ def sigma_after(sigmas, i: int) -> float:
     return float(sigmas[i + 2]) if i + 2 < len(sigmas) else 0.0
 
 
-def sample_euler(denoise: Denoiser, x: torch.Tensor, sigmas, *, weak: Denoiser,
-                 strong: Optional[Denoiser] = None, plan: Optional[ReflectionPlan] = None,
-                 inversion: Optional[str] = None, mode: str = DEFAULT_MODE,
-                 guidance: float = DEFAULT_GUIDANCE) -> torch.Tensor:
+def sample_euler(
+    denoise: Denoiser,
+    x: torch.Tensor,
+    sigmas,
+    *,
+    weak: Denoiser,
+    strong: Optional[Denoiser] = None,
+    plan: Optional[ReflectionPlan] = None,
+    inversion: Optional[str] = None,
+    mode: str = DEFAULT_MODE,
+    guidance: float = DEFAULT_GUIDANCE,
+) -> torch.Tensor:
     """Reference W2SD loop: Euler steps with ``denoise``; the planned steps are reflected, guided
     (``D_s + w (D_s - D_w)`` instead of ``denoise``) or both, per ``mode``.
 
@@ -110,8 +121,9 @@ def sample_euler(denoise: Denoiser, x: torch.Tensor, sigmas, *, weak: Denoiser,
     guided_denoise = guided(strong, weak, guidance)
 
     def reflect_at(x, i):
-        return reflect(x, sigmas[i], sigmas[i + 1], strong, weak, inversion=inversion,
-                       sigma_after=sigma_after(sigmas, i))
+        return reflect(
+            x, sigmas[i], sigmas[i + 1], strong, weak, inversion=inversion, sigma_after=sigma_after(sigmas, i)
+        )
 
     def run_span(x, start, end):
         for i in range(start, end):
@@ -122,12 +134,22 @@ def sample_euler(denoise: Denoiser, x: torch.Tensor, sigmas, *, weak: Denoiser,
     return sample_with_reflection(x, sigmas, plan if reflects(mode) else NO_REFLECTION, reflect_at, run_span)
 
 
-def sample_default(denoise: Denoiser, x: torch.Tensor, sigmas, *, weak: Denoiser,
-                   strong: Optional[Denoiser] = None, percent_to_sigma) -> torch.Tensor:
+def sample_default(
+    denoise: Denoiser, x: torch.Tensor, sigmas, *, weak: Denoiser, strong: Optional[Denoiser] = None, percent_to_sigma
+) -> torch.Tensor:
     """What the nodes run with their defaults (DEFAULTS: plan, window, step limit, inversion,
     mode), with Euler as the inner sampler; ``percent_to_sigma`` is the model's."""
-    return sample_euler(denoise, x, sigmas, weak=weak, strong=strong, plan=default_plan(percent_to_sigma),
-                        inversion=DEFAULTS.inversion, mode=DEFAULTS.mode, guidance=DEFAULTS.guidance)
+    return sample_euler(
+        denoise,
+        x,
+        sigmas,
+        weak=weak,
+        strong=strong,
+        plan=default_plan(percent_to_sigma),
+        inversion=DEFAULTS.inversion,
+        mode=DEFAULTS.mode,
+        guidance=DEFAULTS.guidance,
+    )
 
 
 def sample_euler_plain(denoise: Denoiser, x: torch.Tensor, sigmas) -> torch.Tensor:

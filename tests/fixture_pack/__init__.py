@@ -1,6 +1,7 @@
 """Test-only custom nodes for the ComfyUI server the workflow tests start: tiny models of families
 whose files ComfyUI cannot detect at tiny sizes (HiDream, Wan 2.2's experts) and their conditioning.
 Never installed with the pack (tests/ is not part of it)."""
+
 import pathlib
 import sys
 

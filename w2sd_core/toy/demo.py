@@ -13,6 +13,7 @@ reflect nothing (docs/defaults.md).
 Writes ``w2sd_demo.png`` (samples over the ideal density), ``metrics.json`` and ``metrics.md`` to
 DIR (default ./demo_out) and prints the markdown table. Runs in a few seconds on a CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,16 +28,15 @@ from ..plan import ReflectionPlan
 from ..sampling import TOY, sample_euler, sample_euler_plain
 from .mixtures import DiscreteVPSchedule, mmd2, mode_kl, mode_weights, toy_problem
 
-BANDWIDTH = 0.5   # RBF kernel bandwidth of the MMD (the toy's modes are 0.15 wide, 1.15 apart)
+BANDWIDTH = 0.5  # RBF kernel bandwidth of the MMD (the toy's modes are 0.15 wide, 1.15 apart)
 
 
-def run_demo(out_dir="demo_out", seed: int = 0, *, steps: int = 20, points: int = 3000,
-             figure: bool = True) -> dict:
+def run_demo(out_dir="demo_out", seed: int = 0, *, steps: int = 20, points: int = 3000, figure: bool = True) -> dict:
     """Sample every variant, write the figure and the tables to ``out_dir``; returns the metrics
     (``{"rows": [...], "settings": {...}, "files": [...]}``)."""
     start = time.time()
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # tiny tensors: threads only add contention
+    torch.set_num_threads(1)  # tiny tensors: threads only add contention
     try:
         out_dir = pathlib.Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -58,8 +58,7 @@ def run_demo(out_dir="demo_out", seed: int = 0, *, steps: int = 20, points: int 
             return sample_euler_plain(model, noise * s[0], s)
 
         def w2sd(weak, p=plan):
-            return sample_euler(problem.strong, noise * sigmas[0], sigmas, weak=weak, plan=p,
-                                inversion=TOY.inversion)
+            return sample_euler(problem.strong, noise * sigmas[0], sigmas, weak=weak, plan=p, inversion=TOY.inversion)
 
         runs = [
             ("ideal", "ideal (exact samples)", None, problem.ideal.sample(points, g)),
@@ -69,31 +68,55 @@ def run_demo(out_dir="demo_out", seed: int = 0, *, steps: int = 20, points: int 
             ("w2sd", f"W2SD (toy preset), {steps} steps", evals, w2sd(problem.weak)),
             ("w2sd_full", f"W2SD λ = T-1 (no window), {steps} steps", evals_full, w2sd(problem.weak, full)),
             # guide mode on the same planned steps: one extra evaluation each, no inversion
-            ("guide", f"guide w = 1 (same plan), {steps} steps", steps + reflections // plan.repeats,
-             sample_euler(problem.strong, noise * sigmas[0], sigmas, weak=problem.weak, plan=plan,
-                          mode="guide", guidance=1.0)),
+            (
+                "guide",
+                f"guide w = 1 (same plan), {steps} steps",
+                steps + reflections // plan.repeats,
+                sample_euler(
+                    problem.strong, noise * sigmas[0], sigmas, weak=problem.weak, plan=plan, mode="guide", guidance=1.0
+                ),
+            ),
             ("identity", "identity control (weak = strong)", evals, w2sd(problem.strong)),
             ("negative", "negative control (unrelated weak)", evals, w2sd(problem.negative_weak)),
         ]
         rows = []
         for key, label, n_evals, x in runs:
-            rows.append({"run": key, "label": label, "evaluations": n_evals,
-                         "mmd2_x1e3": round(1e3 * mmd2(x, reference, BANDWIDTH), 3),
-                         "mode_kl_x1e3": round(1e3 * mode_kl(x, problem.ideal), 2),
-                         "mode_weights": [round(float(v), 4) for v in mode_weights(x, problem.ideal)]})
+            rows.append(
+                {
+                    "run": key,
+                    "label": label,
+                    "evaluations": n_evals,
+                    "mmd2_x1e3": round(1e3 * mmd2(x, reference, BANDWIDTH), 3),
+                    "mode_kl_x1e3": round(1e3 * mode_kl(x, problem.ideal), 2),
+                    "mode_weights": [round(float(v), 4) for v in mode_weights(x, problem.ideal)],
+                }
+            )
         result = {
-            "settings": {"seed": seed, "steps": steps, "points": points, "scheduler": "normal (SD1.x VP sigmas)",
-                         "plan": {"steps": plan.steps, "repeats": plan.repeats,
-                                  "end_percent": TOY.end_percent, "sigma_min": plan.sigma_min},
-                         "inversion": TOY.inversion, "reflections": reflections,
-                         "mmd_bandwidth": BANDWIDTH,
-                         "ideal_weights": [round(float(v), 4) for v in problem.ideal.weights]},
+            "settings": {
+                "seed": seed,
+                "steps": steps,
+                "points": points,
+                "scheduler": "normal (SD1.x VP sigmas)",
+                "plan": {
+                    "steps": plan.steps,
+                    "repeats": plan.repeats,
+                    "end_percent": TOY.end_percent,
+                    "sigma_min": plan.sigma_min,
+                },
+                "inversion": TOY.inversion,
+                "reflections": reflections,
+                "mmd_bandwidth": BANDWIDTH,
+                "ideal_weights": [round(float(v), 4) for v in problem.ideal.weights],
+            },
             "rows": rows,
         }
         files = []
         if figure:
-            panels = [(label, x) for key, label, _, x in runs
-                      if key in ("ideal", "weak", "strong", "strong_equal", "w2sd", "negative")]
+            panels = [
+                (label, x)
+                for key, label, _, x in runs
+                if key in ("ideal", "weak", "strong", "strong_equal", "w2sd", "negative")
+            ]
             files.append(str(save_figure(out_dir / "w2sd_demo.png", problem.ideal, panels, rows)))
         md = markdown_table(result)
         (out_dir / "metrics.md").write_text(md + "\n")
@@ -108,13 +131,15 @@ def run_demo(out_dir="demo_out", seed: int = 0, *, steps: int = 20, points: int 
 
 def markdown_table(result: dict) -> str:
     s = result["settings"]
-    lines = [f"W2SD toy demo: {s['steps']} steps, seed {s['seed']}, {s['points']} samples per run; "
-             f"W2SD = λ {s['plan']['steps']}, end {s['plan']['end_percent']:.0%}, inversion "
-             f"`{s['inversion']}`, {s['reflections']} reflections. MMD² (×10³, RBF bandwidth "
-             f"{s['mmd_bandwidth']}) to ideal samples and mode-weight KL (×10³); lower is better.",
-             "",
-             "| run | model evaluations | MMD² ×10³ | mode KL ×10³ |",
-             "|---|---:|---:|---:|"]
+    lines = [
+        f"W2SD toy demo: {s['steps']} steps, seed {s['seed']}, {s['points']} samples per run; "
+        f"W2SD = λ {s['plan']['steps']}, end {s['plan']['end_percent']:.0%}, inversion "
+        f"`{s['inversion']}`, {s['reflections']} reflections. MMD² (×10³, RBF bandwidth "
+        f"{s['mmd_bandwidth']}) to ideal samples and mode-weight KL (×10³); lower is better.",
+        "",
+        "| run | model evaluations | MMD² ×10³ | mode KL ×10³ |",
+        "|---|---:|---:|---:|",
+    ]
     for r in result["rows"]:
         ev = "—" if r["evaluations"] is None else str(r["evaluations"])
         lines.append(f"| {r['label']} | {ev} | {r['mmd2_x1e3']:.2f} | {r['mode_kl_x1e3']:.1f} |")
@@ -125,6 +150,7 @@ def save_figure(path, ideal, panels, rows, max_points: int = 1500):
     """Samples over the ideal density, one panel per run. matplotlib is imported here only, so the
     core never needs it."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -149,7 +175,7 @@ def save_figure(path, ideal, panels, rows, max_points: int = 1500):
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_aspect("equal")
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path)

@@ -24,6 +24,7 @@ w, each against strong-only at the same steps and at equal evaluations, with bot
 MMD² is ×10³ (RBF kernel, bandwidth 0.5, unbiased; about ±0.3 is sampling noise at the default
 sizes), mode KL is ×10³.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,11 @@ from .mixtures import DiscreteVPSchedule, ToyProblem, mmd2, mode_kl, toy_problem
 
 def autoguided(strong, weak, w: float):
     """Autoguidance: ``D_w + w (D_s - D_w)``, two evaluations per call."""
+
     def denoise(x, sigma):
         dw = weak(x, sigma)
         return dw + w * (strong(x, sigma) - dw)
+
     return denoise
 
 
@@ -67,8 +70,7 @@ class Bench:
 
     def noise(self) -> torch.Tensor:
         """All seeds' noise in one batch (one model call per step for every seed)."""
-        return torch.cat([torch.randn(self.points, 2, generator=torch.Generator().manual_seed(s))
-                          for s in self.seeds])
+        return torch.cat([torch.randn(self.points, 2, generator=torch.Generator().manual_seed(s)) for s in self.seeds])
 
     def split(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(x.split(self.points))
@@ -83,8 +85,10 @@ class Bench:
     def metrics(self, x: torch.Tensor) -> dict:
         runs = self.split(x)
         ideal = self.problem.ideal
-        return {"mmd": 1e3 * sum(self.mmd(r) for r in runs) / len(runs),
-                "kl": 1e3 * sum(mode_kl(r, ideal) for r in runs) / len(runs)}
+        return {
+            "mmd": 1e3 * sum(self.mmd(r) for r in runs) / len(runs),
+            "kl": 1e3 * sum(mode_kl(r, ideal) for r in runs) / len(runs),
+        }
 
     def plain(self, denoise, steps: int, key=None) -> torch.Tensor:
         """Euler samples over ``steps`` steps, all seeds in one batch (cached under ``key``)."""
@@ -103,8 +107,9 @@ class Bench:
 
     def reflected(self, weak, steps: int, plan: ReflectionPlan, inversion: str) -> torch.Tensor:
         sigmas = self.schedule(steps)
-        return sample_euler(self.problem.strong, self.noise() * sigmas[0], sigmas, weak=weak, plan=plan,
-                            inversion=inversion)
+        return sample_euler(
+            self.problem.strong, self.noise() * sigmas[0], sigmas, weak=weak, plan=plan, inversion=inversion
+        )
 
     def plan(self, steps: int, lam: int, end_percent: float, repeats: int) -> ReflectionPlan:
         return ReflectionPlan.until_percent(end_percent, self.percent_to_sigma, steps=lam, repeats=repeats)
@@ -115,18 +120,24 @@ def _drift(x, base) -> float:
     return float((x - base).norm(dim=1).pow(2).mean().sqrt())
 
 
-def run_config(bench: Bench, steps: int, lam: int, end_percent: float, inversion: str,
-               repeats: int) -> dict:
+def run_config(bench: Bench, steps: int, lam: int, end_percent: float, inversion: str, repeats: int) -> dict:
     p = bench.problem
     plan = bench.plan(steps, lam, end_percent, repeats)
     sigmas = bench.schedule(steps)
     reflections = plan.repeats * len(plan.reflected_steps(sigmas))
     evals = steps + 2 * reflections
     strong_same = bench.plain(p.strong, steps, key="strong")
-    row = {"steps": steps, "lam": lam, "end_percent": end_percent, "inversion": inversion,
-           "repeats": repeats, "reflections": reflections, "evals": evals,
-           "strong_same": bench.plain_metrics(p.strong, steps, "strong")["mmd"],
-           "strong_equal": bench.plain_metrics(p.strong, evals, "strong")["mmd"]}
+    row = {
+        "steps": steps,
+        "lam": lam,
+        "end_percent": end_percent,
+        "inversion": inversion,
+        "repeats": repeats,
+        "reflections": reflections,
+        "evals": evals,
+        "strong_same": bench.plain_metrics(p.strong, steps, "strong")["mmd"],
+        "strong_equal": bench.plain_metrics(p.strong, evals, "strong")["mmd"],
+    }
     if reflections == 0:
         w2sd = ident = neg = strong_same
     else:
@@ -134,24 +145,31 @@ def run_config(bench: Bench, steps: int, lam: int, end_percent: float, inversion
         ident = bench.reflected(p.strong, steps, plan, inversion)
         neg = bench.reflected(p.negative_weak, steps, plan, inversion)
     m = bench.metrics(w2sd)
-    row.update(w2sd=m["mmd"], w2sd_kl=m["kl"], identity=bench.metrics(ident)["mmd"],
-               identity_drift=_drift(ident, strong_same), negative=bench.metrics(neg)["mmd"])
+    row.update(
+        w2sd=m["mmd"],
+        w2sd_kl=m["kl"],
+        identity=bench.metrics(ident)["mmd"],
+        identity_drift=_drift(ident, strong_same),
+        negative=bench.metrics(neg)["mmd"],
+    )
     return row
 
 
 def baselines(bench: Bench, steps: int) -> dict:
     p = bench.problem
-    equal = steps + 2 * (steps - 1)               # the evaluations of λ = T - 1, one repeat
-    ag_steps = equal // 2                          # autoguidance: 2 evaluations per step
+    equal = steps + 2 * (steps - 1)  # the evaluations of λ = T - 1, one repeat
+    ag_steps = equal // 2  # autoguidance: 2 evaluations per step
     out = {"steps": steps}
-    for name, den, n, key in (("ideal_euler", p.ideal, steps, "ideal"), ("weak", p.weak, steps, "weak"),
-                              ("strong", p.strong, steps, "strong"),
-                              ("strong_equal_full", p.strong, equal, "strong"),
-                              ("autoguidance_w2_equal_full", autoguided(p.strong, p.weak, 2.0), ag_steps, "ag2")):
+    for name, den, n, key in (
+        ("ideal_euler", p.ideal, steps, "ideal"),
+        ("weak", p.weak, steps, "weak"),
+        ("strong", p.strong, steps, "strong"),
+        ("strong_equal_full", p.strong, equal, "strong"),
+        ("autoguidance_w2_equal_full", autoguided(p.strong, p.weak, 2.0), ag_steps, "ag2"),
+    ):
         m = bench.plain_metrics(den, n, key)
         out[name] = {"steps": n, **m}
-    exact = torch.cat([p.strong.sample(bench.points, torch.Generator().manual_seed(20_000 + s))
-                       for s in bench.seeds])
+    exact = torch.cat([p.strong.sample(bench.points, torch.Generator().manual_seed(20_000 + s)) for s in bench.seeds])
     out["strong_exact_samples"] = {"steps": None, **bench.metrics(exact)}
     return out
 
@@ -194,26 +212,45 @@ def run_mode(bench: Bench, steps: int, name: str, preset: Preset) -> dict:
     plan = preset.plan(bench.percent_to_sigma)
 
     def sample(weak):
-        return sample_euler(p.strong, bench.noise() * sigmas[0], sigmas, weak=weak, plan=plan,
-                            inversion=preset.inversion, mode=preset.mode, guidance=preset.guidance)
+        return sample_euler(
+            p.strong,
+            bench.noise() * sigmas[0],
+            sigmas,
+            weak=weak,
+            plan=plan,
+            inversion=preset.inversion,
+            mode=preset.mode,
+            guidance=preset.guidance,
+        )
+
     same = bench.plain_metrics(p.strong, steps, "strong")["mmd"]
     ident = sample(p.strong)
-    return {"steps": steps, "candidate": name, "evals": evals, "strong_same": same,
-            "strong_equal": bench.plain_metrics(p.strong, evals, "strong")["mmd"],
-            "mmd": bench.metrics(sample(p.weak))["mmd"], "identity": bench.metrics(ident)["mmd"],
-            "identity_drift": _drift(ident, bench.plain(p.strong, steps, key="strong")),
-            "negative": bench.metrics(sample(p.negative_weak))["mmd"]}
+    return {
+        "steps": steps,
+        "candidate": name,
+        "evals": evals,
+        "strong_same": same,
+        "strong_equal": bench.plain_metrics(p.strong, evals, "strong")["mmd"],
+        "mmd": bench.metrics(sample(p.weak))["mmd"],
+        "identity": bench.metrics(ident)["mmd"],
+        "identity_drift": _drift(ident, bench.plain(p.strong, steps, key="strong")),
+        "negative": bench.metrics(sample(p.negative_weak))["mmd"],
+    }
 
 
 def mode_markdown(rows: list[dict]) -> str:
-    lines = ["| T | candidate | evals | MMD² | / strong@T | / strong@eq | identity / strong@T | drift "
-             "| negative / strong@T |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| T | candidate | evals | MMD² | / strong@T | / strong@eq | identity / strong@T | drift "
+        "| negative / strong@T |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['steps']} | {r['candidate']} | {r['evals']} | {r['mmd']:.2f} "
-                     f"| **{r['mmd'] / r['strong_same']:.3f}** "
-                     f"| {r['mmd'] / r['strong_equal']:.3f} | {r['identity'] / r['strong_same']:.3f} "
-                     f"| {r['identity_drift']:.3f} | {r['negative'] / r['strong_same']:.3f} |")
+        lines.append(
+            f"| {r['steps']} | {r['candidate']} | {r['evals']} | {r['mmd']:.2f} "
+            f"| **{r['mmd'] / r['strong_same']:.3f}** "
+            f"| {r['mmd'] / r['strong_equal']:.3f} | {r['identity'] / r['strong_same']:.3f} "
+            f"| {r['identity_drift']:.3f} | {r['negative'] / r['strong_same']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -231,22 +268,34 @@ def markdown(result: dict) -> str:
         for name, m in b.items():
             if name == "steps":
                 continue
-            lines.append(f"| {name} | {m['steps'] if m['steps'] is not None else '—'} | {_f(m['mmd'], 2)} | {_f(m['kl'])} |")
+            lines.append(
+                f"| {name} | {m['steps'] if m['steps'] is not None else '—'} | {_f(m['mmd'], 2)} | {_f(m['kl'])} |"
+            )
         lines.append("")
-    lines.append("Reflection sweep (MMD² ×10³ to the ideal; lower is better). `strong@T`: strong-only at the "
-                 "same steps; `strong@eq`: strong-only at T + 2·reflections steps (equal evaluations); "
-                 "`identity`: weak = strong (should equal strong@T); `drift`: RMS distance of the identity "
-                 "run to strong-only from the same noise (pure inversion error); `negative`: unrelated weak.")
+    lines.append(
+        "Reflection sweep (MMD² ×10³ to the ideal; lower is better). `strong@T`: strong-only at the "
+        "same steps; `strong@eq`: strong-only at T + 2·reflections steps (equal evaluations); "
+        "`identity`: weak = strong (should equal strong@T); `drift`: RMS distance of the identity "
+        "run to strong-only from the same noise (pure inversion error); `negative`: unrelated weak."
+    )
     lines.append("")
-    lines.append("| T | λ | end % | inversion | repeats | evals | W2SD | mode KL | strong@T | strong@eq | identity | drift | negative |")
+    lines.append(
+        "| T | λ | end % | inversion | repeats | evals | W2SD | mode KL | strong@T | strong@eq | identity | drift | negative |"
+    )
     lines.append("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in result["rows"]:
-        default = (DEFAULT_PLAN.steps != 0 and r["lam"] == DEFAULT_PLAN.steps and r["repeats"] == DEFAULT_PLAN.repeats
-                   and r["inversion"] == DEFAULT_INVERSION and abs(r["end_percent"] - DEFAULT_END_PERCENT) < 1e-9)
+        default = (
+            DEFAULT_PLAN.steps != 0
+            and r["lam"] == DEFAULT_PLAN.steps
+            and r["repeats"] == DEFAULT_PLAN.repeats
+            and r["inversion"] == DEFAULT_INVERSION
+            and abs(r["end_percent"] - DEFAULT_END_PERCENT) < 1e-9
+        )
         lines.append(
             f"| {r['steps']}{' (default)' if default else ''} | {r['lam']} | {r['end_percent']:.2f} | {r['inversion']} | {r['repeats']} | {r['evals']} "
             f"| **{_f(r['w2sd'], 2)}** | {_f(r['w2sd_kl'])} | {_f(r['strong_same'], 2)} | {_f(r['strong_equal'], 2)} "
-            f"| {_f(r['identity'], 2)} | {_f(r['identity_drift'], 3)} | {_f(r['negative'], 2)} |")
+            f"| {_f(r['identity'], 2)} | {_f(r['identity_drift'], 3)} | {_f(r['negative'], 2)} |"
+        )
     return "\n".join(lines)
 
 
@@ -254,8 +303,13 @@ def make_bench(schedule: str = "normal", seeds=(0, 1, 2), points: int = 2000, **
     vp = DiscreteVPSchedule()
     if schedule not in ("normal", "karras"):
         raise ValueError(f"schedule must be 'normal' or 'karras', got {schedule!r}")
-    return Bench(problem=toy_problem(**toy_kwargs), schedule=getattr(vp, schedule),
-                 percent_to_sigma=vp.percent_to_sigma, seeds=tuple(seeds), points=points)
+    return Bench(
+        problem=toy_problem(**toy_kwargs),
+        schedule=getattr(vp, schedule),
+        percent_to_sigma=vp.percent_to_sigma,
+        seeds=tuple(seeds),
+        points=points,
+    )
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
@@ -268,7 +322,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     ap.add_argument("--modes", action="store_true", help="the reflect / guide / reflect+guide table instead")
     args = ap.parse_args(argv)
     start = time.time()
-    torch.set_num_threads(1)   # tiny tensors: threads only add contention
+    torch.set_num_threads(1)  # tiny tensors: threads only add contention
     bench = make_bench(args.schedule, seeds=range(args.seeds), points=args.points)
     if args.modes:
         rows = [run_mode(bench, t, k, v) for t in args.steps for k, v in mode_presets().items()]
@@ -276,12 +330,15 @@ def main(argv: Optional[list[str]] = None) -> dict:
         print(f"\n({args.schedule} schedule, {args.seeds} seeds x {args.points} points, {time.time() - start:.0f} s)")
         return {"rows": rows}
     result = sweep(bench, tuple(args.steps))
-    result["settings"] = {"schedule": args.schedule, "seeds": args.seeds, "points": args.points,
-                          "seconds": round(time.time() - start, 1)}
+    result["settings"] = {
+        "schedule": args.schedule,
+        "seeds": args.seeds,
+        "points": args.points,
+        "seconds": round(time.time() - start, 1),
+    }
     text = markdown(result)
     print(text)
-    print(f"\n({args.schedule} schedule, {args.seeds} seeds x {args.points} points, "
-          f"{result['settings']['seconds']} s)")
+    print(f"\n({args.schedule} schedule, {args.seeds} seeds x {args.points} points, {result['settings']['seconds']} s)")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")

@@ -16,6 +16,7 @@ ComfyUI's ``normal`` / ``karras`` schedulers and ``percent_to_sigma`` as ComfyUI
 thread, and cached under ``$XDG_CACHE_HOME/comfyui-w2sd/yardstick/`` (else ``~/.cache/...``), keyed
 by a hash of the training config. The benchmark that prints the tables is :mod:`.yardstick`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,8 +42,7 @@ class EDMSchedule:
 
     def normal(self, steps: int) -> torch.Tensor:
         """Linear in the timestep ``t = 0.25 ln σ`` from sigma_max to sigma_min, then 0."""
-        t = torch.linspace(0.25 * math.log(self.sigma_max), 0.25 * math.log(self.sigma_min), steps,
-                           dtype=torch.float64)
+        t = torch.linspace(0.25 * math.log(self.sigma_max), 0.25 * math.log(self.sigma_min), steps, dtype=torch.float64)
         return torch.cat([(t / 0.25).exp(), t.new_zeros(1)]).float()
 
     def karras(self, steps: int, rho: float = 7.0) -> torch.Tensor:
@@ -79,18 +79,20 @@ class MLPDenoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         s = torch.as_tensor(sigma, dtype=x.dtype).expand(x.shape[0]).reshape(-1, 1)
-        sd2 = self.sigma_data ** 2
+        sd2 = self.sigma_data**2
         total = (s * s + sd2).sqrt()
         angle = (s.clamp_min(1e-12).log() / 4) * self.freqs
         f = self.net(torch.cat([x / total, angle.sin(), angle.cos()], dim=1))
-        return sd2 / total ** 2 * x + s * self.sigma_data / total * f
+        return sd2 / total**2 * x + s * self.sigma_data / total * f
 
 
 # -- data ------------------------------------------------------------------------------------------
 
+
 def digits_split(held_back: int = 400, seed: int = 0):
     """(train, held-back) 8×8 digits as 64-vectors in [-1, 1]; scikit-learn is imported here only."""
     from sklearn.datasets import load_digits
+
     data = torch.as_tensor(load_digits().data, dtype=torch.float32) / 8.0 - 1.0
     order = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(seed))
     return data[order[held_back:]], data[order[:held_back]]
@@ -106,6 +108,7 @@ def training_data(name: str) -> torch.Tensor:
 
 # -- training --------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class TrainConfig:
     data: str
@@ -117,8 +120,8 @@ class TrainConfig:
     seed: int = 0
     p_mean: float = -1.2
     p_std: float = 1.2
-    embedding: str = "f-2..1"    # noise-embedding frequencies (part of the cache key)
-    checkpoints: tuple = ()      # iterations whose weights are kept too (the early-checkpoint weak)
+    embedding: str = "f-2..1"  # noise-embedding frequencies (part of the cache key)
+    checkpoints: tuple = ()  # iterations whose weights are kept too (the early-checkpoint weak)
 
     def key(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True)
@@ -148,7 +151,7 @@ def train(cfg: TrainConfig) -> dict:
             x0 = data[torch.randint(0, data.shape[0], (cfg.batch,), generator=g)]
             sigma = (torch.randn(cfg.batch, generator=g) * cfg.p_std + cfg.p_mean).exp()
             noisy = x0 + sigma[:, None] * torch.randn(x0.shape, generator=g)
-            weight = (sigma ** 2 + sd ** 2) / (sigma * sd) ** 2
+            weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
             loss = (weight[:, None] * (model(noisy, sigma) - x0) ** 2).mean()
             opt.zero_grad()
             loss.backward()
@@ -181,10 +184,12 @@ def trained(cfg: TrainConfig, iteration: int | None = None) -> Callable:
     @torch.no_grad()
     def denoise(x, sigma):
         return model(x, sigma)
+
     return denoise
 
 
 # -- yardsticks ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Yardstick:
@@ -200,8 +205,10 @@ class Yardstick:
 
 
 #: Training sizes: ``full`` for the tables, ``test`` (smaller) for CI.
-SIZES = {"full": {"mixture": (128, 4000, 32), "digits": (256, 4000, 64)},
-         "test": {"mixture": (96, 2000, 32), "digits": (192, 2000, 48)}}
+SIZES = {
+    "full": {"mixture": (128, 4000, 32), "digits": (256, 4000, 64)},
+    "test": {"mixture": (96, 2000, 32), "digits": (192, 2000, 48)},
+}
 
 
 def fd(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -222,8 +229,8 @@ def make_yardstick(name: str, size: str = "full") -> Yardstick:
     weak_small = trained(replace(cfg, width=small, checkpoints=()))
     if name == "mixture":
         reference = toy_problem().ideal.sample(4000, torch.Generator().manual_seed(10_000))
-        return Yardstick(name, strong, early, weak_small, lambda x: 1e3 * mmd2(x, reference, 0.5),
-                         "MMD² ×10³ to exact samples", 2)
+        return Yardstick(
+            name, strong, early, weak_small, lambda x: 1e3 * mmd2(x, reference, 0.5), "MMD² ×10³ to exact samples", 2
+        )
     held = digits_split()[1]
-    return Yardstick(name, strong, early, weak_small, lambda x: fd(x, held),
-                     "FD (pixels) to 400 held-back digits", 64)
+    return Yardstick(name, strong, early, weak_small, lambda x: fd(x, held), "FD (pixels) to 400 held-back digits", 64)

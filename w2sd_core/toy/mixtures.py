@@ -17,6 +17,7 @@ Also here: the discrete VP noise schedule of SD1.x/SD2-type models as ComfyUI co
 ``normal`` and ``karras`` schedulers and ``percent_to_sigma``), so toy runs use realistic sigmas and
 can express a "reflect until X% of the denoising" window exactly as the nodes do.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,15 @@ import torch
 Sigma = Union[float, torch.Tensor]
 
 __all__ = [
-    "GaussianMixture", "ToyProblem", "DiscreteVPSchedule", "gaussian_denoiser", "ring_mixture",
-    "toy_problem", "mmd2", "mode_weights", "mode_kl",
+    "GaussianMixture",
+    "ToyProblem",
+    "DiscreteVPSchedule",
+    "gaussian_denoiser",
+    "ring_mixture",
+    "toy_problem",
+    "mmd2",
+    "mode_weights",
+    "mode_kl",
 ]
 
 
@@ -90,10 +98,10 @@ class GaussianMixture:
             raise ValueError(f"expected points of shape (batch, {self.dim}), got {tuple(x.shape)}")
         dt = self._work_dtype(x)
         xw = x.to(dt)
-        s2 = _sigma_column(sigma, x).to(dt).reshape(-1, 1, 1) ** 2       # (B, 1, 1)
+        s2 = _sigma_column(sigma, x).to(dt).reshape(-1, 1, 1) ** 2  # (B, 1, 1)
         means = self.means.to(x.device, dt)
-        var = self.stds.to(x.device, dt)[None] ** 2 + s2                # (B, K, d)
-        diff = xw[:, None, :] - means[None]                             # (B, K, d)
+        var = self.stds.to(x.device, dt)[None] ** 2 + s2  # (B, K, d)
+        diff = xw[:, None, :] - means[None]  # (B, K, d)
         log_comp = -0.5 * ((diff * diff) / var + torch.log(2 * math.pi * var)).sum(-1)
         log_joint = log_comp + torch.log(self.weights.to(x.device, dt))[None]  # (B, K)
         return xw, var, diff, log_joint
@@ -111,7 +119,7 @@ class GaussianMixture:
     def denoise(self, x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
         """Exact ``E[x0 | x]`` for ``x = x0 + sigma * eps``."""
         xw, var, diff, log_joint = self._component_terms(x, sigma)
-        r = torch.softmax(log_joint, dim=1)[..., None]                  # (B, K, 1)
+        r = torch.softmax(log_joint, dim=1)[..., None]  # (B, K, 1)
         # per component: mu_k + std_k^2 / (std_k^2 + sigma^2) * (x - mu_k)
         #             = x - sigma^2 / (std_k^2 + sigma^2) * (x - mu_k)
         s2 = var - self.stds.to(x.device, xw.dtype)[None] ** 2
@@ -125,8 +133,9 @@ class GaussianMixture:
         r = torch.softmax(log_joint, dim=1)[..., None]
         return (r * (-diff / var)).sum(1)
 
-    def sample(self, n: int, generator: Optional[torch.Generator] = None,
-               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: Optional[torch.Generator] = None, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         eps = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
         return (self.means[comp] + self.stds[comp] * eps).to(dtype)
@@ -147,20 +156,28 @@ def gaussian_denoiser(scale: float = 1.0):
 
     def denoise(x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
         col = _sigma_column(sigma, x)
-        return (x.to(torch.float64) * (s2 / (s2 + col ** 2))).to(x.dtype)
+        return (x.to(torch.float64) * (s2 / (s2 + col**2))).to(x.dtype)
 
     return denoise
 
 
-def ring_mixture(n_modes: int = 8, radius: float = 1.5, std: float = 0.15,
-                 log_weight: Optional[Sequence[float]] = None, radius_scale: float = 1.0,
-                 std_scale: float = 1.0) -> GaussianMixture:
+def ring_mixture(
+    n_modes: int = 8,
+    radius: float = 1.5,
+    std: float = 0.15,
+    log_weight: Optional[Sequence[float]] = None,
+    radius_scale: float = 1.0,
+    std_scale: float = 1.0,
+) -> GaussianMixture:
     """``n_modes`` isotropic Gaussians on a circle; ``log_weight`` tilts the (otherwise equal)
     weights, ``radius_scale`` / ``std_scale`` shrink or widen the ring and the modes."""
     angles = torch.arange(n_modes, dtype=torch.float64) * (2 * math.pi / n_modes)
     means = radius * radius_scale * torch.stack([angles.cos(), angles.sin()], dim=1)
-    logw = torch.zeros(n_modes, dtype=torch.float64) if log_weight is None else \
-        torch.as_tensor(log_weight, dtype=torch.float64)
+    logw = (
+        torch.zeros(n_modes, dtype=torch.float64)
+        if log_weight is None
+        else torch.as_tensor(log_weight, dtype=torch.float64)
+    )
     return GaussianMixture(torch.softmax(logw, 0), means, std * std_scale)
 
 
@@ -170,12 +187,19 @@ class ToyProblem:
 
     ideal: GaussianMixture
     strong: GaussianMixture
-    weak: GaussianMixture           # distorted like ``strong``, twice as much
+    weak: GaussianMixture  # distorted like ``strong``, twice as much
     negative_weak: GaussianMixture  # distorted in an unrelated direction (other modes)
 
 
-def toy_problem(n_modes: int = 8, radius: float = 1.5, std: float = 0.15, tilt: float = 0.8,
-                shrink: float = 0.05, blur: float = 0.15, ideal_tilt: float = 0.5) -> ToyProblem:
+def toy_problem(
+    n_modes: int = 8,
+    radius: float = 1.5,
+    std: float = 0.15,
+    tilt: float = 0.8,
+    shrink: float = 0.05,
+    blur: float = 0.15,
+    ideal_tilt: float = 0.5,
+) -> ToyProblem:
     """The standard toy: 8 modes on a ring (overall std about 1, like a VAE latent), the ideal's
     weights ``exp(ideal_tilt * cos(angle))`` (unequal, so samples smeared evenly over the ring do
     not score a perfect mode KL).
@@ -194,11 +218,11 @@ def toy_problem(n_modes: int = 8, radius: float = 1.5, std: float = 0.15, tilt: 
         logw = base - tilt * level * even
         if extra_logw is not None:
             logw = logw + extra_logw
-        return ring_mixture(n_modes, radius, std, logw, radius_scale=1.0 - shrink * level,
-                            std_scale=1.0 + blur * level)
+        return ring_mixture(n_modes, radius, std, logw, radius_scale=1.0 - shrink * level, std_scale=1.0 + blur * level)
 
-    return ToyProblem(ideal=make(0.0), strong=make(1.0), weak=make(2.0),
-                      negative_weak=make(1.0, extra_logw=-tilt * odd))
+    return ToyProblem(
+        ideal=make(0.0), strong=make(1.0), weak=make(2.0), negative_weak=make(1.0, extra_logw=-tilt * odd)
+    )
 
 
 class DiscreteVPSchedule:
@@ -208,7 +232,7 @@ class DiscreteVPSchedule:
     imports ComfyUI)."""
 
     def __init__(self, linear_start: float = 0.00085, linear_end: float = 0.012, timesteps: int = 1000):
-        betas = torch.linspace(linear_start ** 0.5, linear_end ** 0.5, timesteps, dtype=torch.float64) ** 2
+        betas = torch.linspace(linear_start**0.5, linear_end**0.5, timesteps, dtype=torch.float64) ** 2
         alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
         self.sigmas = (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).float()
         self.log_sigmas = self.sigmas.log()
@@ -249,15 +273,15 @@ class DiscreteVPSchedule:
 
 # -- metrics ---------------------------------------------------------------------------------
 
-def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidth: float = 0.5, *, parts: bool = False,
-         skip_yy: bool = False):
+
+def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidth: float = 0.5, *, parts: bool = False, skip_yy: bool = False):
     """Unbiased squared MMD between two point sets with an RBF kernel of fixed ``bandwidth``
     (0 in expectation when both come from the same distribution; can be slightly negative).
     ``parts=True`` returns the three mean kernel values ``(xx, yy, xy)`` instead (``yy`` is None
     with ``skip_yy``), so a fixed reference set's term can be computed once."""
     x = x.to(torch.float64)
     y = y.to(torch.float64)
-    g = -0.5 / bandwidth ** 2
+    g = -0.5 / bandwidth**2
 
     def mean_kernel(a, b, same):
         k = torch.exp(g * torch.cdist(a, b).square_())

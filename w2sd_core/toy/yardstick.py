@@ -23,6 +23,7 @@ equal evaluations; ``--table CANDIDATE ...`` prints them per cell with both cont
 identity drift over all cells: how the defaults were chosen. The first run trains the models
 (about a minute on one thread) and caches them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,11 +45,13 @@ def guided(strong, weak, w: float = 2.0):
     def denoise(x, sigma):
         dw = weak(x, sigma)
         return dw + w * (strong(x, sigma) - dw)
+
     return denoise
 
 
-def run(y: Yardstick, weak, scheduler: str, steps: int, preset: Optional[Preset] = None, *,
-        strong=None, noise: torch.Tensor) -> tuple[torch.Tensor, int]:
+def run(
+    y: Yardstick, weak, scheduler: str, steps: int, preset: Optional[Preset] = None, *, strong=None, noise: torch.Tensor
+) -> tuple[torch.Tensor, int]:
     """Samples and their model evaluations; ``preset`` None = the defaults via sample_default."""
     sigmas = EDM.schedule(scheduler, steps)
     x = noise * sigmas[0]
@@ -57,8 +60,17 @@ def run(y: Yardstick, weak, scheduler: str, steps: int, preset: Optional[Preset]
         out = sample_default(y.strong, x, sigmas, weak=weak, strong=strong, percent_to_sigma=EDM.percent_to_sigma)
         preset = DEFAULTS
     else:
-        out = sample_euler(y.strong, x, sigmas, weak=weak, strong=strong, plan=preset.plan(EDM.percent_to_sigma),
-                           inversion=preset.inversion, mode=preset.mode, guidance=preset.guidance)
+        out = sample_euler(
+            y.strong,
+            x,
+            sigmas,
+            weak=weak,
+            strong=strong,
+            plan=preset.plan(EDM.percent_to_sigma),
+            inversion=preset.inversion,
+            mode=preset.mode,
+            guidance=preset.guidance,
+        )
     return out, preset.evaluations(sigmas, EDM.percent_to_sigma)
 
 
@@ -73,12 +85,20 @@ def cell(y: Yardstick, weak_name: str, scheduler: str, steps: int, noise, paper:
     default, evals = run(y, weak, scheduler, steps, noise=noise)
     identity, _ = run(y, y.strong, scheduler, steps, noise=noise)
     reversed_, _ = run(y, y.strong, scheduler, steps, strong=weak, noise=noise)
-    row = {"data": y.name, "weak": weak_name, "scheduler": scheduler, "steps": steps, "plain": base,
-           "evals": evals, "default": y.metric(default) / base, "identity": y.metric(identity) / base,
-           "reversed": y.metric(reversed_) / base,
-           "plain_eq": plain(y, y.strong, scheduler, evals, noise) / base,
-           "guidance_steps": max(evals // 2, 1),
-           "guidance": plain(y, guided(y.strong, weak), scheduler, max(evals // 2, 1), noise) / base}
+    row = {
+        "data": y.name,
+        "weak": weak_name,
+        "scheduler": scheduler,
+        "steps": steps,
+        "plain": base,
+        "evals": evals,
+        "default": y.metric(default) / base,
+        "identity": y.metric(identity) / base,
+        "reversed": y.metric(reversed_) / base,
+        "plain_eq": plain(y, y.strong, scheduler, evals, noise) / base,
+        "guidance_steps": max(evals // 2, 1),
+        "guidance": plain(y, guided(y.strong, weak), scheduler, max(evals // 2, 1), noise) / base,
+    }
     if paper:
         x, row["paper_evals"] = run(y, weak, scheduler, steps, PAPER, noise=noise)
         row["paper"] = y.metric(x) / base
@@ -99,14 +119,18 @@ def tables(size: str = "full") -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| data | weak | scheduler | T | plain | default | evals | identity | reversed | plain@eq "
-            "| guidance (steps) | paper (evals) |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    head = (
+        "| data | weak | scheduler | T | plain | default | evals | identity | reversed | plain@eq "
+        "| guidance (steps) | paper (evals) |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
     lines = [head]
     for r in rows:
-        lines.append(f"| {r['data']} | {r['weak']} | {r['scheduler']} | {r['steps']} | {r['plain']:.3f} "
-                     f"| **{r['default']:.3f}** | {r['evals']} | {r['identity']:.3f} | {r['reversed']:.2f} "
-                     f"| {r['plain_eq']:.3f} | {r['guidance']:.3f} ({r['guidance_steps']}) "
-                     f"| {r['paper']:.2f} ({r['paper_evals']}) |")
+        lines.append(
+            f"| {r['data']} | {r['weak']} | {r['scheduler']} | {r['steps']} | {r['plain']:.3f} "
+            f"| **{r['default']:.3f}** | {r['evals']} | {r['identity']:.3f} | {r['reversed']:.2f} "
+            f"| {r['plain_eq']:.3f} | {r['guidance']:.3f} ({r['guidance_steps']}) "
+            f"| {r['paper']:.2f} ({r['paper_evals']}) |"
+        )
     return "\n".join(lines)
 
 
@@ -115,8 +139,10 @@ def sweep(size: str, end_percents=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8), max_steps=(0.2
     ys = [make_yardstick(n, size) for n in ("mixture", "digits")]
     noises = [noise_for(y) for y in ys]
     bases = {(y.name, s, t): plain(y, y.strong, s, t, n) for y, n in zip(ys, noises) for s, t in CELLS}
-    lines = ["| end % | max step | worst ratio | mean ratio | worst identity drift | extra evals (20 normal / karras, 50 normal / karras) |",
-             "|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| end % | max step | worst ratio | mean ratio | worst identity drift | extra evals (20 normal / karras, 50 normal / karras) |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
     for end in end_percents:
         for ms in max_steps:
             preset = Preset(end_percent=end, max_step=ms, inversion=DEFAULTS.inversion)
@@ -127,14 +153,19 @@ def sweep(size: str, end_percents=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8), max_steps=(0.2
                     ident, evals = run(y, y.strong, s, t, preset, noise=n)
                     drifts.append(abs(y.metric(ident) / base - 1))
                     extra[s, t] = evals - t
-                    ratios += [y.metric(run(y, w, s, t, preset, noise=n)[0]) / base for w in (y.weak_early, y.weak_small)]
-            lines.append(f"| {end:.2f} | {ms if ms is not None else '—'} | {max(ratios):.3f} | "
-                         f"{sum(ratios) / len(ratios):.3f} | {max(drifts):.3f} | {', '.join(str(extra[c]) for c in CELLS)} |")
+                    ratios += [
+                        y.metric(run(y, w, s, t, preset, noise=n)[0]) / base for w in (y.weak_early, y.weak_small)
+                    ]
+            lines.append(
+                f"| {end:.2f} | {ms if ms is not None else '—'} | {max(ratios):.3f} | "
+                f"{sum(ratios) / len(ratios):.3f} | {max(drifts):.3f} | {', '.join(str(extra[c]) for c in CELLS)} |"
+            )
             print(lines[-1], flush=True)
     return "\n".join(lines)
 
 
 # -- the three modes (issue: weak-to-strong guidance) ---------------------------------------------------
+
 
 def mode_presets() -> dict:
     """The mode candidates: guide over plans x w, reflect+guide and reflect on a few plans.
@@ -172,12 +203,18 @@ def mode_cells(ys: dict, noises: dict, plains: Plains, preset: Preset, controls:
             for s, t in CELLS:
                 x, evals = run(y, weak, s, t, preset, noise=noises[name])
                 m, base = y.metric(x), plains(name, s, t)
-                r = {"data": name, "weak": weak_name, "scheduler": s, "steps": t, "evals": evals,
-                     "ratio": m / base, "ratio_eq": m / plains(name, s, evals)}
+                r = {
+                    "data": name,
+                    "weak": weak_name,
+                    "scheduler": s,
+                    "steps": t,
+                    "evals": evals,
+                    "ratio": m / base,
+                    "ratio_eq": m / plains(name, s, evals),
+                }
                 if controls:
                     r["identity"] = y.metric(run(y, y.strong, s, t, preset, noise=noises[name])[0]) / base
-                    r["reversed"] = y.metric(run(y, y.strong, s, t, preset, strong=weak,
-                                                 noise=noises[name])[0]) / base
+                    r["reversed"] = y.metric(run(y, y.strong, s, t, preset, strong=weak, noise=noises[name])[0]) / base
                 rows.append(r)
     return rows
 
@@ -189,15 +226,19 @@ def mode_sweep(size: str, names=None) -> str:
     noises = {n: noise_for(y) for n, y in ys.items()}
     plains = Plains(ys, noises)
     presets = mode_presets()
-    lines = ["| candidate | worst @T | mean @T | cells < 0.99 | worst @eq | mean @eq | extra evals (20 n/k, 50 n/k) |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| candidate | worst @T | mean @T | cells < 0.99 | worst @eq | mean @eq | extra evals (20 n/k, 50 n/k) |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     print(lines[0], flush=True)
     for key in names or presets:
         rows = mode_cells(ys, noises, plains, presets[key])
         rt, re_ = [r["ratio"] for r in rows], [r["ratio_eq"] for r in rows]
         extra = {(r["scheduler"], r["steps"]): r["evals"] - r["steps"] for r in rows}
-        lines.append(f"| {key} | {max(rt):.3f} | {sum(rt) / len(rt):.3f} | {sum(v < 0.99 for v in rt)}/{len(rt)} "
-                     f"| {max(re_):.3f} | {sum(re_) / len(re_):.3f} | {', '.join(str(extra[c]) for c in CELLS)} |")
+        lines.append(
+            f"| {key} | {max(rt):.3f} | {sum(rt) / len(rt):.3f} | {sum(v < 0.99 for v in rt)}/{len(rt)} "
+            f"| {max(re_):.3f} | {sum(re_) / len(re_):.3f} | {', '.join(str(extra[c]) for c in CELLS)} |"
+        )
         print(lines[-1], flush=True)
     return "\n".join(lines)
 
@@ -212,10 +253,15 @@ def mode_table(size: str, names) -> str:
     head = "| data | weak | sched | T | plain | " + " | ".join(f"{k}: @T / @eq (evals) id rev" for k in names) + " |"
     lines = [head, "|---|---|---|---:|---:|" + "---|" * len(names)]
     for i, r in enumerate(cols[names[0]]):
-        cells = [f"{c[i]['ratio']:.3f} / {c[i]['ratio_eq']:.3f} ({c[i]['evals']}) {c[i]['identity']:.3f} "
-                 f"{c[i]['reversed']:.2f}" for c in cols.values()]
-        lines.append(f"| {r['data']} | {r['weak']} | {r['scheduler']} | {r['steps']} "
-                     f"| {plains(r['data'], r['scheduler'], r['steps']):.3f} | " + " | ".join(cells) + " |")
+        cells = [
+            f"{c[i]['ratio']:.3f} / {c[i]['ratio_eq']:.3f} ({c[i]['evals']}) {c[i]['identity']:.3f} "
+            f"{c[i]['reversed']:.2f}"
+            for c in cols.values()
+        ]
+        lines.append(
+            f"| {r['data']} | {r['weak']} | {r['scheduler']} | {r['steps']} "
+            f"| {plains(r['data'], r['scheduler'], r['steps']):.3f} | " + " | ".join(cells) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -223,10 +269,20 @@ def main(argv: Optional[list[str]] = None):
     ap = argparse.ArgumentParser(prog="python -m w2sd_core.toy.yardstick", description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="full", choices=("full", "test"), help="training size (test: CI's)")
     ap.add_argument("--sweep", action="store_true", help="rank (end_percent, max_step) candidates")
-    ap.add_argument("--modes", nargs="*", default=None, metavar="CANDIDATE",
-                    help="rank the guide / reflect+guide / reflect candidates (all, or those named)")
-    ap.add_argument("--table", nargs="+", default=None, metavar="CANDIDATE",
-                    help="per-cell table of these --modes candidates, with identity and reversed controls")
+    ap.add_argument(
+        "--modes",
+        nargs="*",
+        default=None,
+        metavar="CANDIDATE",
+        help="rank the guide / reflect+guide / reflect candidates (all, or those named)",
+    )
+    ap.add_argument(
+        "--table",
+        nargs="+",
+        default=None,
+        metavar="CANDIDATE",
+        help="per-cell table of these --modes candidates, with identity and reversed controls",
+    )
     ap.add_argument("--out", type=pathlib.Path, default=None, help="also write the markdown here")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
