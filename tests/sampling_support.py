@@ -13,6 +13,21 @@ import types
 ROLE_KEY = "w2sd_role"
 
 
+#: The stock KSampler node's inputs, in its order.
+KSAMPLER_INPUTS = (
+    "model",
+    "seed",
+    "steps",
+    "cfg",
+    "sampler_name",
+    "scheduler",
+    "positive",
+    "negative",
+    "latent_image",
+    "denoise",
+)
+
+
 def ksampler_reference(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise=1.0):
     """The running ComfyUI's own KSampler node: the output LATENT it returns."""
     import nodes

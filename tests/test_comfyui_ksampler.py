@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import comfy_support as cs
-from sampling_support import assert_unchanged, cfg_recorder, instrument, ksampler_reference, snapshot
+from sampling_support import KSAMPLER_INPUTS, assert_unchanged, cfg_recorder, instrument, ksampler_reference, snapshot
 
 pytestmark = pytest.mark.comfyui
 
@@ -249,18 +249,7 @@ def test_schema_keeps_ksamplers_inputs(comfy):
 
     schema = cs.node_class("W2SDReflectiveKSampler").define_schema()
     inputs = {i.id: i for i in schema.inputs}
-    assert [i.id for i in schema.inputs][:10] == [
-        "model",
-        "seed",
-        "steps",
-        "cfg",
-        "sampler_name",
-        "scheduler",
-        "positive",
-        "negative",
-        "latent_image",
-        "denoise",
-    ]
+    assert tuple(i.id for i in schema.inputs)[:10] == KSAMPLER_INPUTS
     assert (inputs["steps"].default, inputs["cfg"].default, inputs["denoise"].default) == (20, 8.0, 1.0)
     assert inputs["sampler_name"].options == comfy.samplers.KSampler.SAMPLERS
     assert all(i.optional for i in schema.inputs[10:])

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import comfy_support
-from sampling_support import rel
+from sampling_support import KSAMPLER_INPUTS, rel
 
 pytestmark = pytest.mark.comfyui
 
@@ -220,23 +220,7 @@ def test_reflective_ksampler_with_two_checkpoints(server):
     stock = reflective_graph(server.files)
     stock["w2sd"] = {
         "class_type": "KSampler",
-        "inputs": {
-            k: v
-            for k, v in stock["w2sd"]["inputs"].items()
-            if k
-            in (
-                "model",
-                "seed",
-                "steps",
-                "cfg",
-                "sampler_name",
-                "scheduler",
-                "positive",
-                "negative",
-                "latent_image",
-                "denoise",
-            )
-        },
+        "inputs": {k: v for k, v in stock["w2sd"]["inputs"].items() if k in KSAMPLER_INPUTS},
     }
     reference = server.run(stock, timeout=120)
     assert server.succeeded(reference), server.error_of(reference)
