@@ -99,6 +99,10 @@ def validate_checkpoint_pair(strong, weak) -> list[str]:
 # ---------------------------------------------------------------- the node
 
 
+def _strength_input(name: str, default: float, tooltip: str):
+    return io.Float.Input(name, default=default, min=-100.0, max=100.0, step=0.01, tooltip=tooltip)
+
+
 class W2SDWeakModelBuilder(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -121,29 +125,14 @@ class W2SDWeakModelBuilder(io.ComfyNode):
                     options=[NONE] + folder_paths.get_filename_list("loras"),
                     tooltip="The LoRA whose strength separates strong from weak (None in checkpoint mode).",
                 ),
-                io.Float.Input(
-                    "final_strength",
-                    default=0.8,
-                    min=-100.0,
-                    max=100.0,
-                    step=0.01,
-                    tooltip="LoRA strength of the normal sampling steps (the image you get).",
+                _strength_input(
+                    "final_strength", 0.8, "LoRA strength of the normal sampling steps (the image you get)."
                 ),
-                io.Float.Input(
-                    "strong_strength",
-                    default=1.5,
-                    min=-100.0,
-                    max=100.0,
-                    step=0.01,
-                    tooltip="LoRA strength of the strong model (the denoising half of a reflection).",
+                _strength_input(
+                    "strong_strength", 1.5, "LoRA strength of the strong model (the denoising half of a reflection)."
                 ),
-                io.Float.Input(
-                    "weak_strength",
-                    default=-1.5,
-                    min=-100.0,
-                    max=100.0,
-                    step=0.01,
-                    tooltip="LoRA strength of the weak model (the inversion half of a reflection).",
+                _strength_input(
+                    "weak_strength", -1.5, "LoRA strength of the weak model (the inversion half of a reflection)."
                 ),
                 io.Model.Input(
                     "weak_model",

@@ -103,40 +103,30 @@ def valid_arguments(node_id):
     import comfy.samplers
 
     model = cs.tiny_model("eps")
+    # what both KSampler nodes take besides their own sampling inputs
+    ksampler = dict(
+        model=model,
+        steps=3,
+        cfg=3.0,
+        sampler_name="euler",
+        scheduler="normal",
+        positive=cs.cond(0),
+        negative=cs.cond(1),
+        latent_image=cs.latent(1, 8),
+        strong_cfg=3.0,
+        weak_cfg=1.0,
+        reflect_end_percent=0.8,
+    )
     if node_id == "W2SDReflectiveKSampler":
-        return dict(
-            model=model,
-            seed=1,
-            steps=3,
-            cfg=3.0,
-            sampler_name="euler",
-            scheduler="normal",
-            positive=cs.cond(0),
-            negative=cs.cond(1),
-            latent_image=cs.latent(1, 8),
-            denoise=1.0,
-            strong_cfg=3.0,
-            weak_cfg=1.0,
-            reflect_end_percent=0.8,
-        )
+        return dict(ksampler, seed=1, denoise=1.0)
     if node_id == "W2SDReflectiveKSamplerAdvanced":
         return dict(
-            model=model,
+            ksampler,
             add_noise="enable",
             noise_seed=1,
-            steps=3,
-            cfg=3.0,
-            sampler_name="euler",
-            scheduler="normal",
-            positive=cs.cond(0),
-            negative=cs.cond(1),
-            latent_image=cs.latent(1, 8),
             start_at_step=0,
             end_at_step=10000,
             return_with_leftover_noise="disable",
-            strong_cfg=3.0,
-            weak_cfg=1.0,
-            reflect_end_percent=0.8,
         )
     if node_id == "W2SDGuider":
         return dict(model=model, positive=cs.cond(0), negative=cs.cond(1), cfg=3.0, strong_cfg=3.0, weak_cfg=1.0)
