@@ -3,7 +3,8 @@
 #   comfyui_env.sh <ComfyUI-X.Y.Z.tar.gz | ComfyUI folder> <cache folder>
 # Unpacks the tarball into <cache>/ComfyUI (unless a folder is given), builds <cache>/venv with the
 # system site packages (so the installed CPU torch is reused) and installs ComfyUI's requirements
-# there. Prints two lines: the ComfyUI folder and the venv's python. Any failure exits non-zero.
+# there. Prints three lines: the ComfyUI folder, the venv's python, and what the test environment
+# stands in for (empty when nothing). Any failure exits non-zero.
 set -euo pipefail
 src="$1"; cache="$2"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -21,11 +22,14 @@ else
     fi
 fi
 py="$cache/venv/bin/python"
-if ! [ -f "$cache/.ready" ] || ! [ -x "$py" ]; then
+# the venv is rebuilt when the scripts that make it change
+recipe="$(cat "$here/prepare_comfyui.sh" "$here"/standins/*/*.py | sha256sum | cut -c1-16)"
+if [ "$(cat "$cache/.ready" 2>/dev/null)" != "$recipe" ] || ! [ -x "$py" ]; then
     rm -rf "$cache/venv"
     python -m venv --system-site-packages "$cache/venv"
     PYTHON="$py" bash "$here/prepare_comfyui.sh" "$comfy" >&2
-    touch "$cache/.ready"
+    echo "$recipe" > "$cache/.ready"
 fi
 echo "$comfy"
 echo "$py"
+cat "$cache/venv/w2sd-notes.txt" 2>/dev/null | paste -sd ';' || true

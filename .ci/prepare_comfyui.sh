@@ -16,3 +16,14 @@ rm -f "$req"
 # PyPI's torchvision 0.28.0 is a CUDA build whose fake-op registrations fail beside CPU torch.
 "$py" -c "import torchvision" 2>/dev/null || "$py" "$here/torchvision_cpu_guard.py"
 "$py" -c "import torchvision, torchsde, einops, safetensors, aiohttp, transformers"
+# ComfyUI 0.30+ imports torchaudio at start-up, and no torchaudio build loads beside this torch:
+# such a release gets the stand-in (.ci/standins/torchaudio: imports, raises on any use), in this
+# venv only. The note file is what .ci/summary.py prints on the tier's line.
+notes="$("$py" -c 'import sys; print(sys.prefix)')/w2sd-notes.txt"
+rm -f "$notes"
+if ! "$py" -c "import torchaudio" 2>/dev/null && grep -rqE '^import torchaudio' "$comfy/comfy"; then
+    site="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    cp -r "$here/standins/torchaudio" "$site/"
+    "$py" -c "import torchaudio; assert torchaudio.STAND_IN"
+    echo "torchaudio stand-in (audio unavailable)" >> "$notes"
+fi

@@ -12,6 +12,8 @@ bad = False
 total = {"passed": 0, "failed": 0, "skipped": 0}
 print("\n== summary")
 for path in sorted(reports.iterdir()):
+    if path.suffix == ".note":
+        continue  # printed on its tier's line
     if path.suffix in (".failed", ".txt"):
         print(f"!! {path.read_text().strip()}")
         bad = True
@@ -23,7 +25,9 @@ for path in sorted(reports.iterdir()):
     failed = count["failures"] + count["errors"]
     passed = count["tests"] - failed - count["skipped"]
     label = tier.replace("comfyui-", "ComfyUI ")
-    print(f"{label}: {passed} passed, {failed} failed, {count['skipped']} skipped")
+    note = path.with_suffix(".note")
+    note = f"  [{note.read_text().strip()}]" if note.exists() else ""
+    print(f"{label}: {passed} passed, {failed} failed, {count['skipped']} skipped{note}")
     for case in (c for s in suites for c in s.iter("testcase")):
         skip = case.find("skipped")
         if skip is not None:

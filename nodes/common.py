@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from . import compat
+
 from ..w2sd_core import DEFAULT_END_PERCENT, DEFAULT_INVERSION, DEFAULT_PLAN, INVERSIONS
 from ..w2sd_core.guidance import DEFAULT_GUIDANCE, DEFAULT_MODE, MODES  # noqa: F401 (re-exported)
 
@@ -62,10 +64,18 @@ def plan_inputs() -> list:
             step=0.01,
             optional=True,
             tooltip=TIP_END_PERCENT,
+            **compat.advanced(),
         ),
-        io.Int.Input("repeats", default=DEFAULT_REPEATS, min=1, max=10, optional=True, tooltip=TIP_REPEATS),
+        io.Int.Input(
+            "repeats", default=DEFAULT_REPEATS, min=1, max=10, optional=True, tooltip=TIP_REPEATS, **compat.advanced()
+        ),
         io.Combo.Input(
-            "inversion", options=list(INVERSIONS), default=DEFAULT_INVERSION, optional=True, tooltip=TIP_INVERSION
+            "inversion",
+            options=list(INVERSIONS),
+            default=DEFAULT_INVERSION,
+            optional=True,
+            tooltip=TIP_INVERSION,
+            **compat.advanced(),
         ),
     ]
 
@@ -92,7 +102,15 @@ def cfg_pair_inputs() -> list:
     """The CFG of each reflection pass (the Z-Sampling pair)."""
     return [
         io.Float.Input(
-            "strong_cfg", default=-1.0, min=-1.0, max=100.0, step=0.1, round=0.01, optional=True, tooltip=TIP_STRONG_CFG
+            "strong_cfg",
+            default=-1.0,
+            min=-1.0,
+            max=100.0,
+            step=0.1,
+            round=0.01,
+            optional=True,
+            tooltip=TIP_STRONG_CFG,
+            **compat.advanced(),
         ),
         io.Float.Input(
             "weak_cfg", default=-1.0, min=-1.0, max=100.0, step=0.1, round=0.01, optional=True, tooltip=TIP_WEAK_CFG
@@ -120,17 +138,10 @@ def weak_side_inputs() -> list:
     ]
 
 
-#: Words users search for. Only newer ComfyUI's io.Schema has search_aliases (0.3.64/0.8.0 do not).
+#: Words users search for (io.Schema's search_aliases where the running ComfyUI has them).
 SEARCH_ALIASES = ["w2sd", "reflection", "weak to strong", "weak-to-strong", "z-sampling", "autoguidance"]
 
 
 def schema_extras(*extra: str) -> dict:
-    """io.Schema keyword arguments this ComfyUI accepts beyond the 0.3.64 ones: {"search_aliases":
-    [...]} where io.Schema has the field, else {} (an unknown keyword would fail the node)."""
-    import inspect
-
-    try:
-        accepted = "search_aliases" in inspect.signature(io.Schema).parameters
-    except (TypeError, ValueError):
-        accepted = False
-    return {"search_aliases": [*SEARCH_ALIASES, *extra]} if accepted else {}
+    """The newer io.Schema fields this pack fills, where the running ComfyUI has them."""
+    return compat.schema_extras(search_aliases=[*SEARCH_ALIASES, *extra])

@@ -19,7 +19,9 @@ from typing import Callable
 
 import torch
 
+import comfy.model_management
 import comfy.model_patcher
+import comfy.model_sampling
 import comfy.sample
 import comfy.samplers
 
@@ -218,6 +220,53 @@ def ksampler_output(latent: dict, samples: torch.Tensor) -> dict:
             out.pop(key, None)
     out["samples"] = samples
     return out
+
+
+def as_intermediate(samples: torch.Tensor) -> torch.Tensor:
+    """A sampler node's output where this ComfyUI's ``comfy.sample.sample`` puts it: the
+    intermediate device and, from 0.30, ``intermediate_dtype()`` (fp16 under
+    ``--fp16-intermediates``)."""
+    mm = comfy.model_management
+    dtype = getattr(mm, "intermediate_dtype", None)
+    if dtype is None:
+        return samples.to(mm.intermediate_device())
+    return samples.to(device=mm.intermediate_device(), dtype=dtype())
+
+
+def _takes(fn, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def schema_extras(**fields) -> dict:
+    """The io.Schema fields among ``fields`` that this ComfyUI's io.Schema has (0.30 added
+    search_aliases; 0.3.64 and 0.8.0 would fail the node on an unknown keyword)."""
+    from comfy_api.latest import io
+
+    return {name: value for name, value in fields.items() if _takes(io.Schema, name)}
+
+
+def advanced() -> dict:
+    """``advanced=True`` where this ComfyUI's inputs take it (0.30: the frontend folds the input
+    away until the user opens the node's advanced inputs); {} on older releases."""
+    from comfy_api.latest import io
+
+    return {"advanced": True} if _takes(io.Input.__init__, "advanced") else {}
+
+
+def multigpu(model_options: dict) -> bool:
+    """Whether ComfyUI 0.30+ batches this run's conds over several GPUs (``multigpu_clones``,
+    set by CFGGuider.outer_sample): each extra GPU runs a deep clone of the model."""
+    return "multigpu_clones" in model_options
+
+
+def noise_scale(model_sampling) -> float:
+    """The factor a flow model's noise_scaling puts on the noise (0.30's CONST reads
+    ``noise_scale``; 1 where this release's flow sampling has none)."""
+    reads = hasattr(comfy.model_sampling.ModelSamplingDiscreteFlow, "set_noise_scale")
+    return float(getattr(model_sampling, "noise_scale", 1.0)) if reads else 1.0
 
 
 def empty_noise(latent_image: torch.Tensor) -> torch.Tensor:

@@ -126,6 +126,11 @@ class W2SDGuider(comfy.samplers.CFGGuider, pairs.KnowsWeakSide):
         self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback, disable_pbar, seed, **kwargs
     ):
         # kwargs: what the running ComfyUI adds (latent_shapes since late 2025), passed on as is.
+        if compat.multigpu(self.model_options) and pairs.pair_attachment(self.model_patcher) is not None:
+            raise ValueError(
+                "W2SD: a LoRA or expert pair switches its sides inside the model, which ComfyUI's "
+                "multi-GPU clones do not carry; remove the multi-GPU node or pair two checkpoints."
+            )
         with self._weak_conds_apart() as weak_conds:
             self.weak = self._weak_side(weak_conds, noise, latent_image, device, denoise_mask, seed, kwargs)
             try:

@@ -70,7 +70,10 @@ def ascending_sigmas(sigmas) -> torch.Tensor:
 def inversion_sampler(inversion: str) -> comfy.samplers.KSAMPLER:
     """A KSAMPLER whose sampler function inverts ``x`` up the (ascending) sigmas it is given."""
     if inversion not in INVERSION_MODES:
-        raise ValueError(f"inversion must be one of {INVERSION_MODES}, got {inversion!r}")
+        listed = ", ".join(f"'{m}'" for m in INVERSION_MODES)
+        raise ValueError(
+            f"W2SD Inversion Step: inversion must be one of {listed}, got {inversion!r}; pick one from the list."
+        )
 
     @torch.no_grad()
     def sample_inversion(model, x, sigmas, extra_args=None, callback=None, disable=None):
@@ -206,7 +209,7 @@ class W2SDInversionStep(io.ComfyNode):
             disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
             seed=0,
         )
-        samples = samples.to(comfy.model_management.intermediate_device())
+        samples = compat.as_intermediate(samples)
         if noise_mask is not None:
             # Inside the model calls the inpaint wrapper holds unmasked regions on the input latent, and
             # a sampler started from our output with zero noise returns them as they are in its input

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
@@ -112,7 +111,7 @@ def reflective_ksampler(
     )
     sigmas = schedule(ksampler, start_step, last_step, force_full_denoise)
     if len(sigmas) == 0:  # starts past the end: KSampler returns its input latent
-        return compat.ksampler_output(latent, samples_in.to(comfy.model_management.intermediate_device())), None
+        return compat.ksampler_output(latent, compat.as_intermediate(samples_in)), None
     sampler = wrap_sampler(
         comfy.samplers.sampler_object(ksampler.sampler),
         reflect_steps=w2sd.reflect_steps,
@@ -150,7 +149,7 @@ def reflective_ksampler(
         disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
         seed=seed,
     )
-    samples = samples.to(comfy.model_management.intermediate_device())
+    samples = compat.as_intermediate(samples)
     return compat.ksampler_output(latent, samples), sampler.report
 
 

@@ -4,6 +4,7 @@ weight hooks (everything else)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -204,7 +205,7 @@ def analyse_lora(model, lora_sd: dict) -> LoraAnalysis:
     return result
 
 
-def _same_patch(a, b) -> bool:
+def same_patch(a, b) -> bool:
     if a is b:
         return True
     wa = getattr(a, "weights", a)
@@ -218,7 +219,7 @@ def _same_patch(a, b) -> bool:
             if x.shape != y.shape or x.dtype != y.dtype or not torch.equal(x, y):
                 return False
         elif isinstance(x, tuple) or isinstance(y, tuple):
-            if not _same_patch(x, y):
+            if not same_patch(x, y):
                 return False
         elif x != y:
             return False
@@ -235,7 +236,7 @@ def check_base_model(model, analysis: LoraAnalysis, lora_name: str) -> list[str]
         if not existing:
             continue
         patched += 1
-        if any(_same_patch(p[1], value) and p[3] == weight_slice for p in existing):
+        if any(same_patch(p[1], value) and p[3] == weight_slice for p in existing):
             identical += 1
     if identical:
         raise ValueError(
@@ -249,3 +250,51 @@ def check_base_model(model, analysis: LoraAnalysis, lora_name: str) -> list[str]
             f"as with two LoRA loaders"
         ]
     return []
+
+
+#: The largest change a patch may make to one weight: what float16 can hold. A real LoRA changes a
+#: weight by far less than 1; more than this (e.g. alpha 1e30) only overflows into NaN.
+MAX_WEIGHT_CHANGE = 65504.0
+
+
+def _largest(t) -> float:
+    return float(t.detach().abs().max()) if isinstance(t, torch.Tensor) and t.numel() else 0.0
+
+
+def _lora_change(weights) -> tuple[float, str]:
+    """An upper bound of |ΔW| at strength 1 for a LoRAAdapter's weights, exact when it is large,
+    and what to name in a message."""
+    up, down, alpha, mid = weights[:4]
+    rank = down.shape[0]
+    scale = abs(float(alpha) / rank) if alpha is not None else 1.0
+    bound = scale * rank * _largest(up) * _largest(down)
+    if mid is not None:
+        bound *= rank * _largest(mid)
+    elif bound > MAX_WEIGHT_CHANGE and math.isfinite(scale):
+        # The bound is loose by up to the rank: compute the product where it matters.
+        bound = scale * _largest(up.flatten(1).float() @ down.flatten(1).float())
+    return bound, f"alpha {float(alpha) if alpha is not None else rank:g}, rank {rank}"
+
+
+def check_magnitudes(analysis: LoraAnalysis, lora_name: str, strengths) -> None:
+    """Refuse a LoRA whose patches change a weight by more than MAX_WEIGHT_CHANGE at one of the
+    pair's strengths: finite in the file, but NaN after the first layer (a corrupt alpha)."""
+    strength = max(abs(float(s)) for s in strengths)
+    if strength == 0:
+        return
+    for key, value in list(analysis.fused.items()) + list(analysis.fallback.items()):
+        if isinstance(value, comfy.weight_adapter.LoRAAdapter):
+            change, detail = _lora_change(value.weights)
+        elif isinstance(value, tuple) and len(value) in (1, 2) and (len(value) == 1 or value[0] == "diff"):
+            data = value if len(value) == 1 else value[1]
+            change, detail = _largest(data[0]), "a weight difference"
+        else:
+            continue
+        change *= strength
+        if not change <= MAX_WEIGHT_CHANGE:  # also NaN
+            raise ValueError(
+                f"W2SD Weak Model Builder: the LoRA '{lora_name}' would change the weight "
+                f"'{split_key(key)[0]}' by up to {change:.3g} at strength {strength:g} ({detail}), far "
+                f"more than any model weight holds (the image would be NaN); the file is damaged: "
+                f"download it again, or choose another lora_name."
+            )

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import weakref
 
+import torch
+
 import comfy.utils
 import folder_paths
 
@@ -32,7 +34,25 @@ def load_lora_file(lora_name: str):
             f"read ({type(e).__name__}: {reason}); it is truncated, empty or not a LoRA file: "
             f"download it again, or choose another lora_name."
         ) from e
+    _check_finite(sd, lora_name)
     return key, sd
+
+
+def _check_finite(sd: dict, lora_name: str) -> None:
+    """NaN or infinite values in a LoRA end in an all-NaN image that looks like success."""
+    for name, tensor in sd.items():
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+            continue
+        finite = torch.isfinite(tensor)
+        if bool(finite.all()):
+            continue
+        bad = tensor[~finite]
+        what = "NaN" if bool(torch.isnan(bad).any()) else "infinite"
+        raise ValueError(
+            f"W2SD Weak Model Builder: the LoRA file '{lora_name}' holds {what} values in '{name}' "
+            f"({bad.numel()} of {tensor.numel()}), which would turn the image into NaN; the file is "
+            f"damaged: download it again, or choose another lora_name."
+        )
 
 
 def keep_while_used(key, sd: dict, model) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import comfy.patcher_extension
 
 from . import compat
-from .lora_analysis import LoraAnalysis, analyse_lora, check_base_model
+from .lora_analysis import LoraAnalysis, analyse_lora, check_base_model, check_magnitudes
 from .lora_runtime import LoraDeltaRuntime, WeightHookFallback
 from .roles import PAIR_ATTACHMENT, STRONG, WEAK
 
@@ -127,6 +127,7 @@ def build_lora_pair(
     model, lora_sd: dict, lora_name: str, final_strength: float, strong_strength: float, weak_strength: float
 ) -> LoraPair:
     analysis, warnings = _analyse(model, lora_sd, lora_name)
+    check_magnitudes(analysis, lora_name, (final_strength, strong_strength, weak_strength))
     out = (_static_patcher(model, analysis) if analysis.fallback else model).clone()
     key = f"{KEY_PREFIX}:{uuid.uuid4().hex[:8]}"
     strengths = {None: final_strength, STRONG: strong_strength, WEAK: weak_strength}
@@ -140,7 +141,10 @@ def build_lora_pair(
     if analysis.fallback:
         pair.fallback_bytes, pair.fallback_cached = _add_fallback(out, model, analysis, strengths, key)
     if strong_strength == weak_strength:
-        warnings.append("strong_strength equals weak_strength: reflection will do nothing but cost time")
+        warnings.append(
+            "strong_strength equals weak_strength, so the pair's sides do not differ: the W2SD samplers "
+            "plan no reflection or guidance for it and sample plainly with the LoRA at final_strength"
+        )
     summary = f"LoRA '{lora_name}' strong {strong_strength:g} / weak {weak_strength:g} (final {final_strength:g})"
     if pair.stacked_on:
         # A builder upstream: its injection and wrapper travel with the clone and keep applying its
@@ -159,6 +163,9 @@ def build_lora_pair(
             "fallback_patches": len(analysis.fallback),
             "key": key,
             "runtime": runtime,
+            # what the builder patches, so a LoRA loader applying the same file again downstream
+            # can be recognised (nodes/validate.py); the model holds these tensors anyway
+            "patches": {**analysis.fused, **analysis.fallback},
             "stacked_on": pair.stacked_on,
         },
     )

@@ -30,9 +30,9 @@ class LoraDeltaRuntime:
         self.strengths = strengths  # role -> s_role - s_final
         self.key = key
         self._local = threading.local()
-        self._hooks = OwnedHooks({name: self._hook(name) for name in layers}, with_kwargs=True)
         self._audit_pending = True
         self._fired: set = set()
+        self._hooks = OwnedHooks({name: self._hook(name) for name in layers}, with_kwargs=True)
         self.calls = {STRONG: 0, WEAK: 0, GUIDE: 0, None: 0}
 
     # -- active strength (set by the wrapper, read by the hooks)
@@ -62,15 +62,18 @@ class LoraDeltaRuntime:
             delta.clear_cache()
 
     def _hook(self, name: str):
-        delta = self.layers[name]
+        # The hook must not hold ``self``: the runtime holds its hooks, and that cycle would keep
+        # the LoRA factors (and any casts of them) alive after the model is gone, until Python's
+        # cyclic collector happens to run.
+        delta, local, fired = self.layers[name], self._local, self._fired
 
         def hook(module, args, kwargs, output):
-            strength = getattr(self._local, "strength", 0.0)
+            strength = getattr(local, "strength", 0.0)
             if not _any(strength):
                 return None
             x = args[0] if args else kwargs.get("input", kwargs.get("x"))
-            if getattr(self._local, "audit", False):
-                self._fired.add(name)
+            if getattr(local, "audit", False):
+                fired.add(name)
             if isinstance(strength, tuple):
                 return _add_per_chunk(delta, output, x, strength, name)
             return delta.add_to(output, x, strength)
@@ -170,11 +173,12 @@ class WeightHookFallback:
     def _group(self, role, previous):
         if previous is None:
             return self.groups[role]
-        key = (id(previous), role)
-        cached = self._combined.get(key)
+        # One combination per role, for the conds' current group: keyed by id() and kept for the
+        # model's life, a new group each run (new conds) would pile up.
+        cached = self._combined.get(role)
         if cached is None or cached[0] is not previous:
             cached = (previous, previous.clone_and_combine(self.groups[role]))
-            self._combined[key] = cached
+            self._combined[role] = cached
         return cached[1]
 
     def apply_model_wrapper(self, executor, *args, **kwargs):

@@ -16,6 +16,7 @@ import torch
 import comfy.model_sampling
 import comfy.samplers
 
+from . import compat
 from .roles import PAIR_ATTACHMENT
 
 #: How a weak MODEL relates to the strong one (see ``relation``).
@@ -48,8 +49,10 @@ _PREDICTIONS = tuple(
 )
 
 #: Sampler space x = x0 + sigma * noise (ComfyUI's noise_scaling for these): denoisers of the
-#: eps family and Cosmos' rectified flow are comparable at equal sigma.
-_VARIANCE_EXPLODING = _classes("EPS", "COSMOS_RFLOW")
+#: eps family, CogVideoX's DDPM v-prediction and Cosmos' rectified flow compare at equal sigma.
+_VARIANCE_EXPLODING = _classes("EPS", "V_PREDICTION_DDPM", "COSMOS_RFLOW")
+#: Variance-preserving models trained on a DDPM schedule: what inversion 'official' is derived for.
+_EPS_FAMILY = _classes("EPS", "V_PREDICTION_DDPM")
 
 
 def prediction_name(model_sampling) -> str:
@@ -65,13 +68,16 @@ def is_flow(model_sampling) -> bool:
 
 def is_eps_family(model_sampling) -> bool:
     """eps, v, EDM, x0, img2img: what the authors' DDIM code (inversion 'official') is derived for."""
-    return isinstance(model_sampling, comfy.model_sampling.EPS)
+    return isinstance(model_sampling, _EPS_FAMILY)
 
 
 def family(model_sampling) -> str:
-    """Which sampler space a model samples in: pairs must share it."""
+    """Which sampler space a model samples in: pairs must share it. A flow model whose class
+    scales noise its own way (0.30's img2img flow starts from the image, not from noise) only
+    pairs with its own kind."""
     if is_flow(model_sampling):
-        return "flow"
+        own = type(model_sampling).noise_scaling is not comfy.model_sampling.CONST.noise_scaling
+        return prediction_name(model_sampling) if own else "flow"
     if isinstance(model_sampling, _VARIANCE_EXPLODING):
         return "x0 + sigma * noise"
     return prediction_name(model_sampling)  # unknown to W2SD: only its own kind pairs with it
@@ -102,7 +108,11 @@ def validate_pair(strong, weak) -> None:
             f"{prediction_name(weak_ms)} (they do not sample in one latent space: "
             f"{family(strong_ms)} vs {family(weak_ms)})"
         )
-    elif not is_flow(strong_ms):
+    elif is_flow(strong_ms):
+        scales = compat.noise_scale(strong_ms), compat.noise_scale(weak_ms)
+        if scales[0] != scales[1]:
+            problems.append(f"noise scale: strong {scales[0]:g}, weak {scales[1]:g}")
+    else:
         s_range = (float(strong_ms.sigma_min), float(strong_ms.sigma_max))
         w_range = (float(weak_ms.sigma_min), float(weak_ms.sigma_max))
         if not all(math.isclose(a, b, rel_tol=1e-3, abs_tol=1e-6) for a, b in zip(s_range, w_range)):
@@ -298,6 +308,33 @@ def sides_batch_per_chunk(attachment) -> bool:
     return True
 
 
+def _pairs_in(attachment):
+    """A MODEL's pair attachment and every pair stacked under it, outermost first."""
+    while isinstance(attachment, dict):
+        yield attachment
+        attachment = attachment.get("stacked_on")
+
+
+def attachment_sides_differ(attachment) -> bool:
+    """Whether a pair carried by the MODEL makes the weak side differ from the strong one. A LoRA
+    pair with strong_strength = weak_strength does not: both sides run the same weights."""
+    return any(
+        a.get("kind") != "lora_delta" or a.get("strong_strength") != a.get("weak_strength")
+        for a in _pairs_in(attachment)
+    )
+
+
+def attachment_moves_roles(attachment) -> bool:
+    """Whether role-tagged calls run other weights than the normal steps (a LoRA pair's strong or
+    weak strength differs from its final one; other pairs always change a side)."""
+    return any(
+        a.get("kind") != "lora_delta"
+        or a.get("strong_strength") != a.get("final_strength")
+        or a.get("weak_strength") != a.get("final_strength")
+        for a in _pairs_in(attachment)
+    )
+
+
 def describe_attachment(attachment) -> str:
     if isinstance(attachment, dict):
         return str(attachment.get("summary") or attachment.get("kind") or "model pair")
@@ -374,13 +411,16 @@ def resolve_pair(guider, strong_cfg: float, weak_cfg: float) -> Pair:
     strong = _role_cfg(float(own[0]), float(strong_cfg), base)
     weak = _role_cfg(float(own[1]), float(weak_cfg), base)
     attachment = pair_attachment(getattr(guider, "model_patcher", None))
-    if attachment is not None:
+    # A LoRA pair at equal strong and weak strengths is no difference: nothing is planned and
+    # nothing extra is evaluated, so the run is plain sampling with the LoRA at final_strength.
+    differs = attachment is not None and attachment_sides_differ(attachment)
+    if differs:
         differences.append(describe_attachment(attachment))
-    cfg_only = not differences
+    # A CFG-only pair is guided as plain CFG on normal (untagged) calls: only right when role
+    # calls run the same weights as normal ones.
+    cfg_only = not differences and not (attachment is not None and attachment_moves_roles(attachment))
     if not math.isclose(strong.cfg, weak.cfg):
-        differences.insert(
-            len(differences) - (attachment is not None), f"CFG {strong.cfg:g} (strong) vs {weak.cfg:g} (weak)"
-        )
+        differences.insert(len(differences) - differs, f"CFG {strong.cfg:g} (strong) vs {weak.cfg:g} (weak)")
     else:
         cfg_only = False
     return Pair(base, strong, weak, differences, cfg_only)

@@ -31,8 +31,12 @@ def inputs(node_cls, values: dict) -> None:
     node = schema.display_name or schema.node_id
     numbers(node, schema, values)
     names(node, values)
+    choices(node, schema, values)
     lora_pair_with_checkpoint(node, values.get("model"), values.get("weak_model"))
+    for key in ("model", "weak_model"):
+        lora_applied_twice(node, key, values.get(key))
     conditioning(node, values)
+    pooled_output(node, values)
 
 
 # ---------------------------------------------------------------- numbers
@@ -57,8 +61,10 @@ def numbers(node: str, schema, values: dict) -> None:
 
 # ---------------------------------------------------------------- sampler / scheduler names
 def _check_name(node: str, key: str, value, known, kind: str) -> None:
-    if value is None or value in known:
+    if _among(value, known):
         return
+    if value is None:
+        raise ValueError(f"{node}: {key} is null; pick a {kind} from the node's list.")
     close = difflib.get_close_matches(str(value), [str(k) for k in known], n=1)
     hint = f" (closest: '{close[0]}')" if close else ""
     raise ValueError(
@@ -70,8 +76,48 @@ def _check_name(node: str, key: str, value, known, kind: str) -> None:
 def names(node: str, values: dict) -> None:
     """Unknown names would run as KSampler's first entry (euler / simple) without a word. A W2SD
     Sampler gets a SAMPLER object instead: its node (e.g. KSamplerSelect) built it by name."""
-    _check_name(node, "sampler_name", values.get("sampler_name"), comfy.samplers.KSampler.SAMPLERS, "sampler")
-    _check_name(node, "scheduler", values.get("scheduler"), comfy.samplers.KSampler.SCHEDULERS, "scheduler")
+    for key, known, kind in (
+        ("sampler_name", comfy.samplers.KSampler.SAMPLERS, "sampler"),
+        ("scheduler", comfy.samplers.KSampler.SCHEDULERS, "scheduler"),
+    ):
+        if key in values:  # a node with the input: null is refused too (KSampler would run euler / simple)
+            _check_name(node, key, values[key], known, kind)
+
+
+def _among(value, options) -> bool:
+    try:
+        return value is not None and value in options
+    except Exception:  # a value that does not compare to strings
+        return False
+
+
+#: Combo values that mean "none chosen" where the node itself handles them.
+_UNCHOSEN_OK = {"lora_name": (None, "")}
+
+
+def choices(node: str, schema, values: dict) -> None:
+    """A COMBO value that is not one of its options. ComfyUI 0.3.64 does not check them for V3
+    nodes, and comparisons such as ``add_noise == "disable"`` would take any other string (or null)
+    as the other choice without a word."""
+    for item in schema.inputs:
+        if not isinstance(item, io.Combo.Input) or item.id not in values or item.id in ("sampler_name", "scheduler"):
+            continue
+        options = [o for o in (getattr(item, "options", None) or [])]
+        value = values[item.id]
+        if not options or _among(value, options) or value in _UNCHOSEN_OK.get(item.id, ()):
+            continue
+        close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
+        hint = f" (closest: '{close[0]}')" if close and value is not None else ""
+        given = "null" if value is None else f"{value!r}"
+        if item.id == "lora_name":
+            raise ValueError(
+                f"{node}: lora_name {given} is not a file in ComfyUI's loras folder{hint}; pick one "
+                f"from the node's list (put new files in models/loras and refresh the page)."
+            )
+        listed = ", ".join(f"'{o}'" for o in options)
+        raise ValueError(
+            f"{node}: {item.id} must be one of {listed}, got {given}{hint}; pick one from the node's list."
+        )
 
 
 # ---------------------------------------------------------------- a LoRA pair beside a checkpoint
@@ -99,6 +145,31 @@ def lora_pair_with_checkpoint(node: str, model, weak_model) -> None:
                 f"use one kind of pair: the builder's model alone (weak_model empty), or two "
                 f"checkpoints without the builder (a LoRA loader at one strength is fine)."
             )
+
+
+# ---------------------------------------------------------------- the same LoRA twice
+def lora_applied_twice(node: str, key: str, model) -> None:
+    """A LoRA loader after a Weak Model Builder that loads the builder's own LoRA again: the
+    LoRA would be applied twice (the builder already fuses it at final_strength). The reverse
+    order is refused by the builder itself."""
+    from .lora_analysis import same_patch, split_key
+
+    patches = getattr(model, "patches", None)
+    get = getattr(model, "get_attachment", None)
+    pair = get(PAIR_ATTACHMENT) if get is not None and patches is not None else None
+    while isinstance(pair, dict):
+        own = (pair.get("patches") or {}) if pair.get("kind") == "lora_delta" else {}
+        for patch_key, value in own.items():
+            param_key, weight_slice, _ = split_key(patch_key)
+            for entry in patches.get(param_key, ()):
+                if entry[1] is not value and entry[3] == weight_slice and same_patch(entry[1], value):
+                    raise ValueError(
+                        f"{node}: {key} carries the LoRA '{pair.get('lora')}' twice: W2SD Weak Model "
+                        f"Builder fuses it at final_strength {pair.get('final_strength'):g} and a LoRA loader "
+                        f"after the builder applies it again (strength {entry[0]:g}); remove that LoRA "
+                        f"loader and set the builder's final_strength instead."
+                    )
+        pair = pair.get("stacked_on")
 
 
 # ---------------------------------------------------------------- conditioning width
@@ -166,6 +237,56 @@ def conditioning(node: str, values: dict) -> None:
                 f"conditioning (a text encoder of another model family?); encode {key} with the "
                 f"CLIP that belongs to {target_name}'s checkpoint."
             )
+
+
+# ---------------------------------------------------------------- pooled output
+_NEEDS_POOLED: dict = {}
+
+
+def needs_pooled_output(patcher) -> bool:
+    """Whether the model's ``encode_adm`` reads ``pooled_output`` unconditionally (SDXL, SD3, older
+    releases' Flux, HunyuanVideo, HiDream...): conditioning without it ends in a bare KeyError.
+    Asked of the running ComfyUI once per model class: called without it, does it say so?"""
+    base = getattr(patcher, "model", None)
+    encode_adm = getattr(type(base), "encode_adm", None)
+    if encode_adm is None:
+        return False
+    if type(base) not in _NEEDS_POOLED:
+        try:
+            encode_adm(base, device=torch.device("cpu"))
+            needs = False
+        except KeyError as e:
+            needs = e.args == ("pooled_output",)
+        except Exception:  # it needs more than a device to tell: don't guess
+            needs = False
+        _NEEDS_POOLED[type(base)] = needs
+    return _NEEDS_POOLED[type(base)]
+
+
+def pooled_output(node: str, values: dict) -> None:
+    """SD3 / SDXL-type conditioning without its pooled output (e.g. from a conditioning node that
+    only makes token embeddings) fails inside ComfyUI with a bare KeyError: 'pooled_output'."""
+    model, weak = values.get("model"), values.get("weak_model")
+    if model is None:
+        return
+    weak_name = "weak_model" if weak is not None else "model"
+    for key, target, target_name in (
+        ("positive", model, "model"),
+        ("negative", model, "model"),
+        ("weak_positive", weak or model, weak_name),
+        ("weak_negative", weak or model, weak_name),
+    ):
+        conds = values.get(key)
+        if not isinstance(conds, (list, tuple)) or not needs_pooled_output(target):
+            continue
+        for item in conds:
+            extras = item[1] if isinstance(item, (list, tuple)) and len(item) > 1 else None
+            if isinstance(extras, dict) and "pooled_output" not in extras and "unclip_conditioning" not in extras:
+                raise ValueError(
+                    f"{node}: {key} has no pooled_output, which {target_name} "
+                    f"({type(target.model).__name__}) needs; encode {key} with the CLIP that belongs "
+                    f"to {target_name}'s checkpoint (CLIPTextEncode gives both parts)."
+                )
 
 
 # ---------------------------------------------------------------- latent family

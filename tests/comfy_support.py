@@ -841,14 +841,25 @@ class _QuietServer:
         pass
 
 
-def _executor_options(execution) -> dict:
-    """What main.py passes the executor in the running release (0.8 reads cache_args)."""
-    import inspect
-    from comfy.cli_args import args
+def _executor_options() -> dict:
+    """The keyword arguments the running release's main.py passes PromptExecutor, read from its
+    source: the same keywords, and the same ``cache_args`` keys (each 0: no RAM headroom, no LRU).
+    The cache type stays the constructor's default (the classic cache)."""
+    import ast
 
-    if "cache_args" in inspect.signature(execution.PromptExecutor).parameters:
-        return {"cache_args": {"lru": getattr(args, "cache_lru", 0), "ram": getattr(args, "cache_ram", 0)}}
-    return {}
+    tree = ast.parse((comfyui_path() / "main.py").read_text())
+    calls = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "PromptExecutor"
+    ]
+    if len(calls) != 1:
+        raise RuntimeError(f"main.py of this ComfyUI makes {len(calls)} PromptExecutor calls; expected one")
+    options = {}
+    for keyword in calls[0].keywords:
+        if keyword.arg == "cache_args" and isinstance(keyword.value, ast.Dict):
+            options["cache_args"] = {ast.literal_eval(key): 0 for key in keyword.value.keys}
+    return options
 
 
 def run_prompt(prompt: dict) -> dict:
@@ -865,7 +876,7 @@ def run_prompt(prompt: dict) -> dict:
     if not valid:
         raise RuntimeError(f"ComfyUI rejected the prompt: {error} {node_errors}")
     KEPT.clear()
-    executor = execution.PromptExecutor(_QuietServer(), **_executor_options(execution))
+    executor = execution.PromptExecutor(_QuietServer(), **_executor_options())
     executor.execute(prompt, prompt_id, {}, outputs)
     if not executor.success:
         errors = [m for m in executor.status_messages if m[0] == "execution_error"]
@@ -921,3 +932,38 @@ def load_extra_nodes():
     if "SamplerCustomAdvanced" not in comfy_nodes.NODE_CLASS_MAPPINGS:
         asyncio.run(comfy_nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
     return comfy_nodes
+
+
+# ---------------------------------------------------------------- tiny SD3 (MMDiT, pooled output)
+
+TINY_SD3 = {
+    "in_channels": 16,
+    "out_channels": 16,
+    "pos_embed_scaling_factor": None,
+    "patch_size": 2,
+    "depth": 1,
+    "adm_in_channels": 32,
+    "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 32, "out_features": 64}},
+    "pos_embed_max_size": 16,
+    "num_patches": 256,
+    "input_size": None,
+}
+
+
+def tiny_sd3_model(seed: int = 0):
+    """A ComfyUI ModelPatcher around a tiny SD3 MMDiT (comfy.model_base.SD3: flow, 16-channel
+    latents); its conditioning needs a pooled output (``sd3_cond``), as SD3's text encoders give."""
+    import comfy.model_base as mb
+    import comfy.supported_models as sm
+
+    config = sm.SD3(dict(TINY_SD3))
+    model = mb.SD3(config, device="cpu")
+    return wrap_tiny(model, seed)
+
+
+def sd3_cond(seed: int = 0, tokens: int = 8):
+    """CONDITIONING for ``tiny_sd3_model``: 32-wide tokens and the pooled vector."""
+    import torch
+
+    g = torch.Generator().manual_seed(4000 + seed)
+    return [[torch.randn(1, tokens, 32, generator=g), {"pooled_output": torch.randn(1, 32, generator=g)}]]

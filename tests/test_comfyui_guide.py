@@ -290,3 +290,22 @@ def test_the_pair_term_enters_after_each_sides_cfg_functions(comfy):
     got, want = _guided_vs_sides(_w2sd_guider(model, weak_positive=cs.cond(5), weak_cfg=2.0))
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
     assert float(got.abs().max()) > 0.3  # the combination is not clamped again
+
+
+def test_a_model_carrying_a_pair_is_refused_under_multi_gpu_batching(comfy):
+    """0.30's CFGGuider batches conds over deep clones of the model on other GPUs when
+    ``multigpu_clones`` is in its model options; a LoRA pair's per-role deltas live in this
+    model's injections, so the pack refuses rather than run the strong side where the weak is due."""
+    base = cs.tiny_model("eps", seed=1)
+    pair = (
+        cs.pack_module("nodes.lora_pair")
+        .build_lora_pair(base, cs.kohya_lora(base, seed=2, tucker=False), "test", 0.5, 1.5, -1.0)
+        .model
+    )
+    guider = _w2sd_guider(pair)
+    guider.model_options["multigpu_clones"] = {}
+    sampler = w2sd_sampler(_probe({}, ()), reflect_steps=-1, reflect_end_percent=1.0, mode="guide", guidance=1.0)
+    with pytest.raises(ValueError, match="multi-GPU"):
+        _run(guider, sampler, karras_sigmas(base, 4))
+    del guider.model_options["multigpu_clones"]
+    _run(guider, sampler, karras_sigmas(base, 4))  # the same guider runs without it

@@ -279,7 +279,12 @@ def test_every_model_family_of_this_comfyui_reflects(comfy):
         text = result.ui.as_dict()["text"][0]
         assert torch.isfinite(result.args[0]["samples"]).all(), model_type
         assert "0 reflection(s)" not in text, (model_type, text)
-        if not isinstance(ms, comfy.model_sampling.EPS):
+        vp = tuple(
+            getattr(comfy.model_sampling, n) for n in ("EPS", "V_PREDICTION_DDPM") if hasattr(comfy.model_sampling, n)
+        )
+        if isinstance(ms, vp):  # DDPM-trained, variance preserving: the authors' DDIM code applies
+            _run(model, cs.latent(1, 8), steps=6, strong_cfg=5.5, weak_cfg=1.0, inversion="official")
+        else:
             with pytest.raises(ValueError, match="official"):
                 _run(model, cs.latent(1, 8), steps=6, strong_cfg=5.5, weak_cfg=1.0, inversion="official")
 
@@ -293,3 +298,34 @@ def test_pairs_of_model_families_that_do_not_share_a_latent_space_are_refused(co
     # Cosmos' rectified flow samples in the eps family's space: only its sigma range differs.
     with pytest.raises(ValueError, match="sigma range"):
         _run(eps, cs.latent(1, 8), weak_model=cosmos)
+
+
+def test_pairs_follow_the_sampler_space_of_this_releases_model_types(comfy):
+    """0.30's model types: CogVideoX's DDPM v-prediction samples in the eps family's space; the
+    img2img flow (starts from the image) pairs only with its own kind; flow models pair only at
+    one noise scale where this release's flow sampling reads one."""
+    import comfy.model_base as mb
+    import comfy.model_sampling
+
+    eps, flow = _model_of_type(mb.ModelType.EPS), _model_of_type(mb.ModelType.FLOW)
+    checked = 0
+    if hasattr(mb.ModelType, "V_PREDICTION_DDPM"):
+        _run(eps, cs.latent(1, 8), steps=4, weak_model=_model_of_type(mb.ModelType.V_PREDICTION_DDPM), reflect_steps=1)
+        checked += 1
+    if hasattr(mb.ModelType, "IMG_TO_IMG_FLOW"):
+        img2img = _model_of_type(mb.ModelType.IMG_TO_IMG_FLOW)
+        with pytest.raises(ValueError, match="model type: strong is flow .CONST., weak is flow img2img"):
+            _run(flow, cs.latent(1, 8), weak_model=img2img)
+        _run(
+            img2img, cs.latent(1, 8), steps=4, weak_model=_model_of_type(mb.ModelType.IMG_TO_IMG_FLOW), reflect_steps=1
+        )
+        checked += 1
+    scaled = _model_of_type(mb.ModelType.FLOW)
+    scaled.get_model_object("model_sampling").noise_scale = 8.0
+    if hasattr(comfy.model_sampling.ModelSamplingDiscreteFlow, "set_noise_scale"):
+        with pytest.raises(ValueError, match="noise scale: strong 1, weak 8"):
+            _run(flow, cs.latent(1, 8), weak_model=scaled)
+        checked += 1
+    else:  # this release's flow sampling ignores the attribute: the pair samples in one space
+        _run(flow, cs.latent(1, 8), steps=4, weak_model=scaled, reflect_steps=1)
+    assert checked == 3 or not hasattr(mb.ModelType, "IMG_TO_IMG_FLOW")  # all three exist together (0.30)

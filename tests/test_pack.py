@@ -46,6 +46,15 @@ def test_core_never_imports_comfyui():
     assert offenders == []
 
 
+def test_pack_never_imports_torchaudio():
+    """CI's ComfyUI 0.30+ venvs carry a torchaudio stand-in (.ci/standins): a pack import of it
+    would pass there and fail on users' machines, so the pack must not import it at all."""
+    shipped = [p for p in ROOT.rglob("*.py") if not {"tests", "research", "benchmarks", ".ci"} & set(p.parts)]
+    assert any(p.parts[-2:] == ("nodes", "extension.py") for p in shipped)
+    offenders = [f"{p.relative_to(ROOT)}: {m}" for p in shipped for m in _imported_modules(p) if "torchaudio" in m]
+    assert offenders == []
+
+
 def test_pyproject_declares_no_runtime_dependencies():
     import tomllib
 

@@ -217,10 +217,16 @@ def test_unreadable_lora_file_is_named(comfy, lora_dir, kind):
     assert "cannot be read" in message and "download it again" in message and "\n" not in message
 
 
-def test_lora_path_tricks_are_refused_by_comfyui(comfy, lora_dir):
-    for name in ("../../../etc/passwd", "/etc/passwd", f"../{lora_dir.name}/{LORA}"):
-        with pytest.raises(FileNotFoundError):
-            build_pair(cs.tiny_model("eps"), lora=name)
+def test_lora_path_tricks_and_unknown_names_are_refused_naming_the_input(comfy, lora_dir):
+    """Not ComfyUI's bare "not found": the node, the input and the fix (issue item 4)."""
+    for name in ("../../../etc/passwd", "/etc/passwd", f"../{lora_dir.name}/{LORA}", "no_such_lora.safetensors"):
+        message = _refusal(lambda name=name: build_pair(cs.tiny_model("eps"), lora=name))
+        assert message.startswith(
+            f"W2SD Weak Model Builder: lora_name '{name}' is not a file in ComfyUI's loras folder"
+        ), message
+        assert "pick one from the node's list" in message and "\n" not in message
+    typo = _refusal(lambda: build_pair(cs.tiny_model("eps"), lora=LORA.replace("lora", "lroa")))
+    assert f"(closest: '{LORA}')" in typo, typo
 
 
 def test_lora_file_tensors_live_only_as_long_as_a_model_built_from_them(comfy, lora_dir):
@@ -344,7 +350,10 @@ def test_latent_of_another_family_is_refused(comfy, case):
         "video_latent_into_image_model": (cs.tiny_model("eps"), torch.randn(1, 4, 2, 8, 8)),
         "sd15_latent_into_flux": (cs.tiny_flux_model(), torch.randn(1, 4, 8, 8)),
     }[case]
-    message = _refusal(lambda: ksample(model, {"samples": samples}, steps=2))
+    conds = {}
+    if case == "sd15_latent_into_flux":  # Flux's own conditioning (with its pooled output)
+        conds = dict(positive=cs.flux_cond(0), negative=cs.flux_cond(1))
+    message = _refusal(lambda: ksample(model, {"samples": samples}, steps=2, **conds))
     assert message.startswith(
         f"W2SD Reflective KSampler: latent_image has shape {list(samples.shape)}, but this model samples"
     ), message
@@ -470,6 +479,41 @@ def test_memory_stays_flat_over_repeated_runs(comfy, lora_dir):
     mm.soft_empty_cache()
     growth = cs.live_tensor_bytes() - start
     assert growth < latent_bytes, f"{growth} bytes of tensors more after {MEMORY_RUNS} runs"
+
+
+def test_nothing_a_run_holds_waits_for_the_cyclic_collector(comfy, lora_dir):
+    """Item 6: the server's memory swung by about +-60 MB over 13 runs (stock: +-10 MB) with no
+    trend. The LoRA runtime and its forward hooks formed a reference cycle, so each dropped pair
+    kept its LoRA factors (and casts of them) until Python's cyclic collector ran. Now, with that
+    collector off, a dropped pair, its runtime and the LoRA file's tensors go at once, and a run in
+    every mode leaves no tensor in a reference cycle."""
+    import comfy.model_management as mm
+
+    base = cs.tiny_model("eps")
+    gc.collect()
+    gc.disable()
+    try:
+        pair = build_pair(base)
+        runtime = weakref.ref(pair.get_attachment("w2sd_pair")["runtime"])
+        lora_sd = next(e for k, e in cs.pack_module("nodes.lora_files")._lora_cache.items() if k[0].endswith(LORA))
+        tensor = weakref.ref(next(iter(lora_sd["sd"].values())))
+        del lora_sd
+        for mode in MODES:
+            ksample(pair, mode=mode, reflect_end_percent=1.0, guidance=0.5)
+        pair = weakref.ref(pair)
+        mm.cleanup_models()
+        assert pair() is None and runtime() is None and tensor() is None
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        for mode in MODES:
+            ksample(build_pair(base, strong=2.0), mode=mode, reflect_end_percent=1.0, guidance=0.5)
+            ksample(base, mode=mode, weak_model=cs.tiny_model("eps", seed=9), reflect_end_percent=1.0)
+        gc.collect()
+        in_cycles = [tuple(o.shape) for o in gc.garbage if isinstance(o, torch.Tensor)]
+        assert not in_cycles, f"tensors only the cyclic collector frees: {in_cycles[:5]}"
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
 
 
 # ---------------------------------------------------------------- the real server
@@ -613,3 +657,207 @@ def test_stop_and_clear_queue_mid_run(server):
     again = server.run(server_graph(server.files, prefix="after"), timeout=120)
     assert server.succeeded(again), server.error_of(again)
     assert torch.equal(saved(server, again), saved(server, reference))
+
+
+# ---------------------------------------------------------------- what the second probe got through
+# Each case below ran with no error and gave something else than what was asked for.
+
+MODES = ["reflect", "guide", "reflect+guide"]
+
+
+def ksample_output(model, steps=4, **optional):
+    """The Reflective KSampler's NodeOutput (the latent and the run report)."""
+    optional.setdefault("reflect_steps", -1)
+    return node("W2SDReflectiveKSampler").execute(
+        model, 5, steps, 3.0, "euler", "normal", cs.cond(0), cs.cond(1), cs.latent(1, 8), 1.0, **optional
+    )
+
+
+@pytest.mark.parametrize(
+    "strengths", [(0.8, 0.8, 0.8), (0.0, 0.0, 0.0), (0.8, 1.5, 1.5)], ids=["all_0.8", "all_0", "strong_eq_weak"]
+)
+def test_lora_pair_with_equal_strengths_is_plain_sampling(comfy, lora_dir, strengths):
+    """Item 1: a pair whose strong and weak strengths are equal has no weak side. Every mode, with
+    every step planned, is the stock KSampler with the LoRA at final_strength (LoraLoaderModelOnly),
+    bit for bit, with the same model calls, and the report says nothing extra ran."""
+    final, strong, weak = strengths
+    base = cs.tiny_model("eps")
+    stock_model, stock_calls = instrument(
+        cs.patch_with("LoraLoaderModelOnly", base, lora_name=LORA, strength_model=final)
+    )
+    stock = ksampler_reference(stock_model, 5, 4, 3.0, "euler", "normal", cs.cond(0), cs.cond(1), cs.latent(1, 8))
+    pair = build_pair(base, final, strong, weak)
+    for mode in MODES:
+        watched, calls = instrument(pair)
+        out = ksample_output(watched, mode=mode, reflect_end_percent=1.0, guidance=0.5)
+        assert torch.equal(out.args[0]["samples"], stock["samples"]), mode
+        assert len(calls) == len(stock_calls) and all(c.role is None for c in calls), mode
+        numbers = out.ui.as_dict()["w2sd"][0]
+        assert numbers["reflections"] == numbers["guided"] == 0, numbers
+        assert numbers["evaluations"] == 4 and numbers["passes"] == numbers["plain_passes"], numbers
+        assert "nothing differs" in numbers["skipped"], numbers
+    # The same pair with the strengths apart still works on its planned steps.
+    apart = ksample_output(build_pair(base, final, strong, weak + 1.0), mode="guide", guidance=0.5)
+    assert apart.ui.as_dict()["w2sd"][0]["guided"] > 0
+
+
+def test_same_lora_again_after_the_builder_is_refused(comfy, lora_dir):
+    """Item 2: Weak Model Builder, then a LoRA loader with the same file: applied twice. (The
+    reverse order is refused by the builder: test_mismatched_pairs_still_stop_with_the_fix.)"""
+    import safetensors.torch
+
+    base = cs.tiny_model("eps")
+    twice = cs.patch_with("LoraLoaderModelOnly", build_pair(base), lora_name=LORA, strength_model=1.0)
+    expected = (
+        f"model carries the LoRA '{LORA}' twice: W2SD Weak Model Builder fuses it at final_strength 0.8 "
+        f"and a LoRA loader after the builder applies it again (strength 1); remove that LoRA loader"
+    )
+    message = _refusal(lambda: ksample(twice))
+    assert message.startswith(f"W2SD Reflective KSampler: {expected}") and "\n" not in message, message
+    assert _refusal(lambda: node("W2SDGuider").execute(twice, cs.cond(0), cs.cond(1), 3.0)).startswith(
+        f"W2SD Guider: {expected}"
+    )
+    assert _refusal(lambda: ksample(base, weak_model=twice)).startswith(f"W2SD Reflective KSampler: weak_{expected}")
+    # Another LoRA after the builder is fine: they stack as two loaders do.
+    other = "w2sd_reliability_other_lora.safetensors"
+    sd = cs.attention_lora(base.model, seed=1, dtype=torch.float32, scale=0.2)
+    safetensors.torch.save_file(sd, str(lora_dir / other))
+    stacked = cs.patch_with("LoraLoaderModelOnly", build_pair(base), lora_name=other, strength_model=1.0)
+    assert torch.isfinite(ksample(stacked)).all()
+
+
+@pytest.mark.parametrize(
+    "node_id,key,value",
+    [
+        ("W2SDReflectiveKSamplerAdvanced", "add_noise", "Enable"),
+        ("W2SDReflectiveKSamplerAdvanced", "add_noise", None),
+        ("W2SDReflectiveKSamplerAdvanced", "return_with_leftover_noise", "Enable"),
+        ("W2SDReflectiveKSamplerAdvanced", "return_with_leftover_noise", None),
+        ("W2SDReflectiveKSamplerAdvanced", "sampler_name", None),
+        ("W2SDReflectiveKSampler", "scheduler", None),
+        ("W2SDReflectiveKSampler", "mode", "Guide"),
+        ("W2SDReflectiveKSampler", "inversion", None),
+        ("W2SDSampler", "inversion", "exact"),
+        ("W2SDInversionStep", "inversion", "official"),
+    ],
+)
+def test_combo_values_outside_their_list_are_refused(comfy, lora_dir, node_id, key, value):
+    """Item 3 (and the Inversion Step's inversion, item 4): ComfyUI 0.3.64 does not check V3 combo
+    values, and the nodes' comparisons would take any other string, or null, as another choice."""
+    arguments = valid_arguments(node_id)
+    arguments[key] = value
+    display = node(node_id).define_schema().display_name
+    message = _refusal(lambda: node(node_id).execute(**arguments))
+    assert message.startswith(f"{display}: {key} "), message
+    assert "pick" in message and "\n" not in message
+    if key in ("add_noise", "return_with_leftover_noise"):
+        assert "'enable', 'disable'" in message or "'disable', 'enable'" in message, message
+        if value == "Enable":
+            assert "(closest: 'enable')" in message
+
+
+def test_conditioning_without_pooled_output_is_refused(comfy):
+    """Item 4: SD3 (and SDXL) conditioning without its pooled output ended in a bare KeyError."""
+    sd3, bare = cs.tiny_sd3_model(), [[torch.randn(1, 8, 32), {}]]
+    latent = cs.latent(1, 8, 16)
+    common = dict(steps=2, scheduler="simple", negative=cs.sd3_cond(1))
+    message = _refusal(lambda: ksample(sd3, latent, positive=bare, **common))
+    assert message == (
+        "W2SD Reflective KSampler: positive has no pooled_output, which model (SD3) needs; encode "
+        "positive with the CLIP that belongs to model's checkpoint (CLIPTextEncode gives both parts)."
+    )
+    guider = _refusal(lambda: node("W2SDGuider").execute(sd3, cs.sd3_cond(0), cs.sd3_cond(1), 3.0, weak_negative=bare))
+    assert guider.startswith("W2SD Guider: weak_negative has no pooled_output, which model (SD3) needs")
+    args = valid_arguments("W2SDInversionStep")
+    args.update(model=sd3, positive=cs.sd3_cond(0), negative=bare, latent=latent)
+    assert _refusal(lambda: node("W2SDInversionStep").execute(**args)).startswith(
+        "W2SD Inversion Step: negative has no pooled_output"
+    )
+    sdxl = _refusal(lambda: ksample(cs.tiny_model("sdxl"), steps=2))
+    assert sdxl.startswith("W2SD Reflective KSampler: positive has no pooled_output, which model (SDXL) needs")
+    # With it, both sample; models that take no pooled output are not asked for one.
+    assert ksample(sd3, latent, positive=cs.sd3_cond(0), **common).shape == (1, 16, 8, 8)
+    assert torch.isfinite(
+        ksample(cs.tiny_model("sdxl"), steps=2, positive=cs.cond(0, "sdxl"), negative=cs.cond(1, "sdxl"))
+    ).all()
+    assert [
+        cs.pack_module("nodes.validate").needs_pooled_output(m) for m in (cs.tiny_model("eps"), cs.tiny_video_model())
+    ] == [False, False]
+
+
+@pytest.mark.parametrize("damage", ["nan", "inf", "alpha_1e30"])
+def test_non_finite_lora_is_refused_naming_file_and_key(comfy, lora_dir, damage):
+    """Item 5: NaN / inf tensors, or an alpha that overflows every weight, gave an all-NaN image
+    reported as success."""
+    import safetensors.torch
+
+    sd = safetensors.torch.load_file(str(lora_dir / LORA))
+    key = sorted(k for k in sd if k.endswith(".lora_up.weight"))[0]
+    if damage == "alpha_1e30":
+        key = key.replace(".lora_up.weight", ".alpha")
+        sd[key] = torch.tensor(1e30)
+    else:
+        sd[key] = sd[key].clone()
+        sd[key][0, 0] = math.nan if damage == "nan" else math.inf
+    name = f"w2sd_reliability_{damage}.safetensors"
+    safetensors.torch.save_file(sd, str(lora_dir / name))
+    message = _refusal(lambda: build_pair(cs.tiny_model("eps"), lora=name))
+    if damage == "alpha_1e30":
+        assert message.startswith(f"W2SD Weak Model Builder: the LoRA '{name}' would change the weight '"), message
+        assert "at strength 1.5 (alpha 1e+30, rank 4)" in message, message
+    else:
+        what = "NaN" if damage == "nan" else "infinite"
+        assert message.startswith(
+            f"W2SD Weak Model Builder: the LoRA file '{name}' holds {what} values in '{key}' (1 of "
+        ), message
+    assert message.endswith("download it again, or choose another lora_name.") and "\n" not in message
+
+
+def _advanced_graph(files, **overrides):
+    """server_graph with the Advanced node sampling."""
+    graph = server_graph(files)
+    w2sd = graph["w2sd"]
+    w2sd["class_type"] = "W2SDReflectiveKSamplerAdvanced"
+    w2sd["inputs"]["noise_seed"] = w2sd["inputs"].pop("seed")
+    del w2sd["inputs"]["denoise"]
+    w2sd["inputs"].update(add_noise="enable", start_at_step=0, end_at_step=10000, return_with_leftover_noise="disable")
+    for key, value in overrides.items():
+        node_id, name = key.split("__")
+        graph[node_id]["inputs"][name] = value
+    return graph
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        (
+            {"w2sd__add_noise": "Enable"},
+            "W2SD Reflective KSampler (Advanced): add_noise must be one of 'enable', 'disable', got 'Enable'",
+        ),
+        (
+            {"w2sd__add_noise": None},
+            "W2SD Reflective KSampler (Advanced): add_noise must be one of 'enable', 'disable', got null",
+        ),
+        (
+            {"w2sd__return_with_leftover_noise": "Enable"},
+            "W2SD Reflective KSampler (Advanced): return_with_leftover_noise must be one of",
+        ),
+        ({"w2sd__sampler_name": None}, "W2SD Reflective KSampler (Advanced): sampler_name is null"),
+        ({"w2sd__scheduler": None}, "W2SD Reflective KSampler (Advanced): scheduler is null"),
+        ({"pair__lora_name": "no_such.safetensors"}, "W2SD Weak Model Builder: lora_name 'no_such.safetensors'"),
+    ],
+    ids=["add_noise", "add_noise_null", "leftover", "sampler_null", "scheduler_null", "unknown_lora"],
+)
+def test_bad_combo_values_are_refused_on_the_server(server, override, expected):
+    """Items 3 and 4 through ComfyUI's real server: its prompt validation refuses the value (0.8.0
+    checks V3 combos), or the node's one-line message comes back; never a run with a substitute."""
+    try:
+        entry = server.run(_advanced_graph(server.files, **override), timeout=120)
+    except RuntimeError as rejected:  # refused by ComfyUI's prompt validation
+        assert next(iter(override)).split("__")[1] in str(rejected), rejected
+        return
+    assert not server.succeeded(entry)
+    error = server.error_of(entry)
+    assert error is not None, entry["status"]
+    assert error["exception_message"].startswith(expected), error["exception_message"]
+    assert "\n" not in error["exception_message"].strip()

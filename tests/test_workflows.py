@@ -638,7 +638,27 @@ def test_model_patch_workflow_pairs_one_checkpoint_with_and_without_a_patch():
 
 # ================================================================ ComfyUI tier
 
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+#: A V3 combo whose chosen option brings inputs of its own (0.30's SaveVideo codec).
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
+
+
+def widget_types() -> set:
+    """The input types the running ComfyUI renders as widgets: every V3 type whose Input is a
+    WidgetInput (a release that adds a widget kind adds it here), plus the dynamic combo."""
+    from comfy_api.latest import _io
+
+    kinds = {DYNAMIC_COMBO}
+    for obj in vars(_io).values():
+        inp = getattr(obj, "Input", None)
+        if (
+            isinstance(inp, type)
+            and issubclass(inp, _io.WidgetInput)
+            and isinstance(getattr(obj, "io_type", None), str)
+        ):
+            kinds.add(obj.io_type)
+    return kinds
+
+
 #: Combos that list installed files (checked by ComfyUI's validation with placeholder files below).
 FILE_COMBOS = {
     "ckpt_name",
@@ -659,7 +679,27 @@ def is_widget(spec) -> bool:
     type_, opts = spec[0], (spec[1] if len(spec) > 1 else {}) or {}
     if opts.get("forceInput"):
         return False
-    return isinstance(type_, (list, tuple)) or type_ in WIDGET_TYPES
+    return isinstance(type_, (list, tuple)) or type_ in widget_types()
+
+
+def combo_options(spec) -> list | None:
+    """The values a combo accepts (a dynamic combo's option keys), else None."""
+    opts = (spec[1] if len(spec) > 1 else {}) or {}
+    if isinstance(spec[0], (list, tuple)):
+        return list(spec[0])
+    if spec[0] == DYNAMIC_COMBO:
+        return [option["key"] for option in opts["options"]]
+    return opts.get("options")
+
+
+def chosen_inputs(spec, value) -> dict:
+    """The INPUT_TYPES-shaped inputs a dynamic combo's chosen option adds ({} for other widgets)."""
+    if spec[0] != DYNAMIC_COMBO:
+        return {}
+    options = {option["key"]: option.get("inputs") or {} for option in spec[1]["options"]}
+    if value not in options:
+        raise ValueError(f"{value!r} is not an option of this dynamic combo: {sorted(options)}")
+    return options[value]
 
 
 def upload_slot(spec) -> bool:
@@ -684,22 +724,37 @@ def ordered_inputs(input_types: dict) -> list[tuple[str, tuple, bool]]:
     return out
 
 
-def widget_map(node: dict, input_types: dict) -> dict:
-    """Widget values of a saved node by input name, following the real definition."""
+def widget_entries(node: dict, input_types: dict) -> list[tuple[str, tuple, object]]:
+    """(input name, spec, saved value) of a saved node's widgets, following the real definition.
+    A dynamic combo's chosen option adds its inputs, named ``combo.input`` as ComfyUI names them.
+    Optional widgets at the end that the file lacks were saved before the node had them: the
+    frontend keeps their defaults. Raises on any other count mismatch."""
     values = list(node.get("widgets_values") or [])
-    out, i = {}, 0
-    for name, spec, _ in ordered_inputs(input_types):
-        if not is_widget(spec):
-            continue
-        if i >= len(values):
-            if node["type"] in CONTRACT and name in dict(MODE_WIDGETS):
-                continue  # saved before these widgets existed: the frontend keeps the defaults
-            raise ValueError(f"{node['type']} {node['id']}: no widget value for {name!r}")
-        out[name] = values[i]
-        i += 1 + control_slot(name, spec) + upload_slot(spec)
+    out, i = [], 0
+
+    def walk(inputs: dict, prefix: str):
+        nonlocal i
+        for name, spec, optional in ordered_inputs(inputs):
+            if not is_widget(spec):
+                continue
+            if i >= len(values):
+                if optional:
+                    continue
+                raise ValueError(f"{node['type']} {node['id']}: no widget value for {prefix + name!r}")
+            value = values[i]
+            out.append((prefix + name, spec, value))
+            i += 1 + control_slot(name, spec) + upload_slot(spec)
+            walk(chosen_inputs(spec, value), f"{prefix}{name}.")
+
+    walk(input_types, "")
     if i != len(values):
         raise ValueError(f"{node['type']} {node['id']}: {len(values)} widget values, the definition has {i}")
     return out
+
+
+def widget_map(node: dict, input_types: dict) -> dict:
+    """Widget values of a saved node by input name (see widget_entries)."""
+    return {name: value for name, _, value in widget_entries(node, input_types)}
 
 
 def to_api(data: dict, input_types_of) -> dict:
@@ -784,21 +839,18 @@ def test_workflow_against_real_node_definitions(comfy_nodes, path):
         assert node["type"] in mappings, f"{path.name}: {node['type']} is not a ComfyUI node"
         cls = mappings[node["type"]]
         input_types = cls.INPUT_TYPES()
-        values = widget_map(node, input_types)  # raises on a count mismatch
         specs = {name: s for name, s, _ in ordered_inputs(input_types)}
-        for name, value in values.items():
-            s = specs[name]
+        for name, s, value in widget_entries(node, input_types):  # raises on a count mismatch
             opts = (s[1] if len(s) > 1 else {}) or {}
             if "min" in opts:
                 assert value >= opts["min"], f"{path.name}: {node['type']}.{name}={value} < min"
             if "max" in opts:
                 assert value <= opts["max"], f"{path.name}: {node['type']}.{name}={value} > max"
-            options = s[0] if isinstance(s[0], (list, tuple)) else opts.get("options")
+            options = combo_options(s)
             if options and name not in FILE_COMBOS:
                 # model and image file combos list what is installed; the rest are fixed choices
                 assert value in options, f"{path.name}: {node['type']}.{name}={value!r} not in {options}"
-        outputs = list(cls.RETURN_TYPES)
-        assert [o["type"] for o in node.get("outputs") or []] == outputs, f"{path.name}: {node['type']} outputs"
+        assert_outputs_fit(path.name, node, list(cls.RETURN_TYPES))
         for inp in node.get("inputs") or []:
             upload = inp["name"] == "upload" and any(upload_slot(x) for x in specs.values())
             assert inp["name"] in specs or upload, f"{path.name}: {node['type']} has no input {inp['name']!r}"
@@ -810,6 +862,17 @@ def test_workflow_against_real_node_definitions(comfy_nodes, path):
             assert src_type in accepted or "*" in accepted, (
                 f"{path.name}: {src_type} into {node['type']}.{inp['name']} ({accepted})"
             )
+
+
+def assert_outputs_fit(name: str, node: dict, outputs: list):
+    """A saved node lists the definition's outputs, or, for a stock node that gained outputs in a
+    later release (0.30's SaveImage and PreviewAny), the ones it had: their start, unchanged. The
+    pack's own nodes list exactly theirs."""
+    saved = [o["type"] for o in node.get("outputs") or []]
+    if node["type"] in CONTRACT:
+        assert saved == outputs, f"{name}: {node['type']} outputs"
+    else:
+        assert saved == outputs[: len(saved)], f"{name}: {node['type']} outputs {saved} do not start {outputs}"
 
 
 def outputs_of(mappings, node) -> list:
