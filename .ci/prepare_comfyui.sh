@@ -21,7 +21,8 @@ rm -f "$req"
 # venv only. The note file is what .ci/summary.py prints on the tier's line.
 notes="$("$py" -c 'import sys; print(sys.prefix)')/w2sd-notes.txt"
 rm -f "$notes"
-if ! "$py" -c "import torchaudio" 2>/dev/null && grep -rqE '^import torchaudio' "$comfy/comfy"; then
+starts() { (cd "$comfy" && "$py" -c "import sys; sys.argv[1:] = ['--cpu']; import comfy.options; comfy.options.enable_args_parsing(); import comfy.sd") 2>&1; }
+if ! "$py" -c "import torchaudio" 2>/dev/null && grep -q "No module named 'torchaudio'" <<<"$(starts || true)"; then
     site="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     cp -r "$here/standins/torchaudio" "$site/"
     "$py" -c "import torchaudio; assert torchaudio.STAND_IN"
