@@ -1,7 +1,7 @@
 """The defaults never make a run worse than plain sampling, on the learned yardstick too.
 
 The yardstick's models are trained on first use (CI's smaller ``test`` size, about half a minute on
-one thread) and cached (w2sd_core.toy.learned.cache_dir()).
+one thread) and cached (research.learned.cache_dir()).
 """
 
 import math
@@ -22,8 +22,8 @@ from w2sd_core import (
     sample_euler,
     sample_euler_plain,
 )
-from w2sd_core.toy import toy_problem
-from w2sd_core.toy.learned import EDMSchedule, TrainConfig, train
+from research import toy_problem
+from research.learned import EDMSchedule, TrainConfig, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EDM = EDMSchedule()
@@ -98,7 +98,7 @@ def test_training_is_deterministic_and_keyed_by_its_config():
 
 @pytest.fixture(scope="module")
 def yardsticks():
-    from w2sd_core.toy.learned import make_yardstick
+    from research.learned import make_yardstick
 
     pytest.importorskip("sklearn")
     threads = torch.get_num_threads()
@@ -109,7 +109,7 @@ def yardsticks():
 
 @pytest.mark.parametrize("name", ["mixture", "digits"])
 def test_default_run_is_never_worse_than_plain_and_its_identity_control_stays_put(yardsticks, name):
-    from w2sd_core.toy import yardstick as ys
+    from research import yardstick as ys
 
     y = yardsticks[name]
     noise = ys.noise_for(y)
@@ -125,7 +125,7 @@ def test_default_run_is_never_worse_than_plain_and_its_identity_control_stays_pu
 def test_the_yardstick_can_tell_inversion_error_from_nothing(yardsticks):
     """The identity control above could fail: with the paper's plan it moves samples off (at CI's
     small training size the metric barely notices; the full-size tables show 15-19x)."""
-    from w2sd_core.toy import yardstick as ys
+    from research import yardstick as ys
 
     y = yardsticks["mixture"]
     noise = ys.noise_for(y)

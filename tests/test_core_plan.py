@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from w2sd_core import NO_REFLECTION, ReflectionPlan
-from w2sd_core.toy import DiscreteVPSchedule
+from research import DiscreteVPSchedule
 
 VP = DiscreteVPSchedule()
 FULL = VP.normal(20)  # 20 steps, ends at sigma 0

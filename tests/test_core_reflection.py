@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from w2sd_core import INVERSIONS, euler_step, inversion_step, reflect, sigma_after
-from w2sd_core.toy import gaussian_denoiser, toy_problem
+from research import gaussian_denoiser, toy_problem
 
 PROBLEM = toy_problem()
 HALVINGS = (0.2, 0.1, 0.05, 0.025)  # h as a fraction of sigma

@@ -16,7 +16,7 @@ from w2sd_core import (
     sample_with_reflection,
     sigma_after,
 )
-from w2sd_core.toy import DiscreteVPSchedule, gaussian_denoiser, toy_problem
+from research import DiscreteVPSchedule, gaussian_denoiser, toy_problem
 
 VP = DiscreteVPSchedule()
 

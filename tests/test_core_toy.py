@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from w2sd_core import TOY, sample_euler, sample_euler_plain
-from w2sd_core.toy import (
+from research import (
     DiscreteVPSchedule,
     GaussianMixture,
     gaussian_denoiser,
@@ -169,7 +169,7 @@ def test_core_import_needs_no_matplotlib():
     import sys
 
     code = (
-        "import sys, w2sd_core, w2sd_core.toy, w2sd_core.toy.demo, w2sd_core.toy.experiments, w2sd_core.demo, w2sd_core.experiments; "
+        "import sys, w2sd_core, research, research.demo, research.experiments; "
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
@@ -177,7 +177,7 @@ def test_core_import_needs_no_matplotlib():
 
 def test_demo_writes_figure_and_tables_and_w2sd_wins(tmp_path):
     pytest.importorskip("matplotlib")
-    from w2sd_core.demo import markdown_table, run_demo
+    from research.demo import markdown_table, run_demo
 
     result = run_demo(tmp_path, seed=3, points=2000)
     assert (tmp_path / "w2sd_demo.png").stat().st_size > 10_000
@@ -192,7 +192,7 @@ def test_demo_writes_figure_and_tables_and_w2sd_wins(tmp_path):
 
 
 def test_experiments_sweep_runs_and_reports(tmp_path, capsys):
-    from w2sd_core.experiments import main
+    from research.experiments import main
 
     out = tmp_path / "sweep.md"
     result = main(["--steps", "8", "--seeds", "1", "--points", "200", "--out", str(out)])

@@ -1,10 +1,10 @@
 """W2SD on a 2-D toy with exact denoisers: ideal vs weak vs strong vs W2SD vs strong at equal cost.
 
-    python -m w2sd_core.demo [--out DIR] [--seed N] [--steps T]
+    python -m research.demo [--out DIR] [--seed N] [--steps T]
 
 The ideal distribution is a ring of 8 Gaussian modes; the strong model under-weights every other
 mode, shrinks the ring a little and blurs the modes; the weak model does the same twice as much
-(:func:`w2sd_core.toy.toy_problem`). All denoisers are exact posterior means, so the only errors
+(:func:`research.toy_problem`). All denoisers are exact posterior means, so the only errors
 are the models' distortions and the sampler's discretisation. Sampling is deterministic Euler
 (= DDIM) on the SD1.x noise schedule with ComfyUI's ``normal`` scheduler, W2SD with the pack's
 ``TOY`` preset (every step above 80 % of the denoising, inversion ``next``); the pack's defaults
@@ -24,8 +24,8 @@ from typing import Optional
 
 import torch
 
-from ..plan import ReflectionPlan
-from ..sampling import TOY, sample_euler, sample_euler_plain
+from w2sd_core.plan import ReflectionPlan
+from w2sd_core.sampling import TOY, sample_euler, sample_euler_plain
 from .mixtures import DiscreteVPSchedule, mmd2, mode_kl, mode_weights, toy_problem
 
 BANDWIDTH = 0.5  # RBF kernel bandwidth of the MMD (the toy's modes are 0.15 wide, 1.15 apart)
@@ -184,7 +184,7 @@ def save_figure(path, ideal, panels, rows, max_points: int = 1500):
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m w2sd_core.demo", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m research.demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="demo_out", help="output folder (default ./demo_out)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=20, help="sampler steps T (default 20, KSampler's)")

@@ -1,8 +1,8 @@
 """The measurements behind the pack's defaults (docs/defaults.md: the exact-denoiser toy).
 
-    python -m w2sd_core.experiments [--out FILE] [--seeds N] [--points N] [--schedule normal|karras] [--modes]
+    python -m research.experiments [--out FILE] [--seeds N] [--points N] [--schedule normal|karras] [--modes]
 
-Runs on the toy of :mod:`w2sd_core.toy` (exact Gaussian-mixture denoisers, SD1.x-type discrete
+Runs on the toy of :mod:`research` (exact Gaussian-mixture denoisers, SD1.x-type discrete
 VP schedule in sigma space, ComfyUI's ``normal`` scheduler) a sweep over the reflection count λ,
 the reflection window (``reflect_end_percent``), the inversion label, repeats and step counts, with
 
@@ -36,8 +36,15 @@ from typing import Callable, Optional
 
 import torch
 
-from ..plan import ReflectionPlan
-from ..sampling import DEFAULT_END_PERCENT, DEFAULT_INVERSION, DEFAULT_PLAN, Preset, sample_euler, sample_euler_plain
+from w2sd_core.plan import ReflectionPlan
+from w2sd_core.sampling import (
+    DEFAULT_END_PERCENT,
+    DEFAULT_INVERSION,
+    DEFAULT_PLAN,
+    Preset,
+    sample_euler,
+    sample_euler_plain,
+)
 from .mixtures import DiscreteVPSchedule, ToyProblem, mmd2, mode_kl, toy_problem
 
 
@@ -313,7 +320,7 @@ def make_bench(schedule: str = "normal", seeds=(0, 1, 2), points: int = 2000, **
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m w2sd_core.experiments", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m research.experiments", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=pathlib.Path, default=None, help="write the markdown table here (and FILE.json)")
     ap.add_argument("--seeds", type=int, default=3, help="noise seeds averaged per cell")
     ap.add_argument("--points", type=int, default=2000, help="samples per seed")

@@ -1,6 +1,6 @@
 """The learned yardstick's tables: the defaults against plain sampling, equal cost and guidance.
 
-    python -m w2sd_core.toy.yardstick [--size full|test] [--sweep | --modes [C ...] | --table C ...] [--out FILE]
+    python -m research.yardstick [--size full|test] [--sweep | --modes [C ...] | --table C ...] [--out FILE]
 
 For each data set of :mod:`.learned` (``mixture``, ``digits``), each weak model (``early``: an early
 checkpoint of the strong model's training; ``small``: a smaller network trained as long), 20 and 50
@@ -33,7 +33,7 @@ from typing import Optional
 
 import torch
 
-from ..sampling import DEFAULTS, PAPER, Preset, sample_default, sample_euler, sample_euler_plain
+from w2sd_core.sampling import DEFAULTS, PAPER, Preset, sample_default, sample_euler, sample_euler_plain
 from .learned import EDMSchedule, Yardstick, make_yardstick
 
 EDM = EDMSchedule()
@@ -266,7 +266,7 @@ def mode_table(size: str, names) -> str:
 
 
 def main(argv: Optional[list[str]] = None):
-    ap = argparse.ArgumentParser(prog="python -m w2sd_core.toy.yardstick", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m research.yardstick", description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="full", choices=("full", "test"), help="training size (test: CI's)")
     ap.add_argument("--sweep", action="store_true", help="rank (end_percent, max_step) candidates")
     ap.add_argument(
