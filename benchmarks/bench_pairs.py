@@ -100,10 +100,10 @@ def naive_guider_class():
     import comfy.model_management
     import comfy.samplers
 
-    roles = comfy_support.pack_module("nodes.roles")
-    pairs = comfy_support.pack_module("nodes.pairs")
+    roles = comfy_support.pack_module("nodes.sampling.roles")
+    role_cfgs = comfy_support.pack_module("nodes.sampling.role_cfgs")
 
-    class NaiveLoraPairGuider(comfy.samplers.CFGGuider, pairs.KnowsWeakSide):
+    class NaiveLoraPairGuider(comfy.samplers.CFGGuider, role_cfgs.KnowsWeakSide):
         """Two clones of one base (LoRA at the strong and at the weak strength) used in turn: the way
         a pair of MODEL inputs is handled when nothing knows they share weights. Each switch makes
         load_models_gpu restore the base weights and re-apply the other clone's LoRA."""
@@ -231,9 +231,9 @@ def main():
 
     torch.set_num_threads(args.threads)
     core = comfy_support.pack_module("w2sd_core")
-    lora_pair = comfy_support.pack_module("nodes.lora_pair")
+    lora_pair = comfy_support.pack_module("nodes.pair_types.lora.build")
     weak_model_mod = comfy_support.pack_module("nodes.weak_model")
-    reflecting = comfy_support.pack_module("nodes.reflecting")
+    reflecting = comfy_support.pack_module("nodes.sampling.reflective_sampler")
     ksampler = comfy_support.node_class("W2SDReflectiveKSampler")
 
     base = sd_model(args.channels, seed=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from . import compat
+from .comfy import compat
 
 from ..w2sd_core import DEFAULT_END_PERCENT, DEFAULT_INVERSION, DEFAULT_PLAN, INVERSIONS
 from ..w2sd_core.guidance import DEFAULT_GUIDANCE, DEFAULT_MODE, MODES  # noqa: F401 (re-exported)
@@ -145,3 +145,14 @@ SEARCH_ALIASES = ["w2sd", "reflection", "weak to strong", "weak-to-strong", "z-s
 def schema_extras(*extra: str) -> dict:
     """The newer io.Schema fields this pack fills, where the running ComfyUI has them."""
     return compat.schema_extras(search_aliases=[*SEARCH_ALIASES, *extra])
+
+
+#: Key, in a node's definition, of the marker saying that its MODEL output carries a W2SD pair
+#: (web/w2sd.js reads it from the server's node definitions).
+PAIR_MARKER = "w2sd_pair"
+
+
+def pair_marker(off_when: dict | None = None) -> dict:
+    """Keyword arguments for the MODEL input of a node that builds a pair: the marker travels in
+    that input's definition. ``off_when``: {widget: [values]} for which the node builds none."""
+    return {"extra_dict": {PAIR_MARKER: {"off_when": dict(off_when or {})}}}

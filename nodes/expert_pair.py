@@ -1,5 +1,5 @@
 """W2SD Expert Pair (MoE): the weak side of a mixture-of-experts model is the same model routing each
-token to worse experts on weak reflection calls (nodes/moe.py)."""
+token to worse experts on weak reflection calls (nodes/pair_types/moe.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import logging
 
 from comfy_api.latest import io
 
-from . import compat
-from .common import CATEGORY, schema_extras
-from .moe import LOWEST, TOP_K_WEIGHTS, WEIGHTINGS, Routing, build_expert_pair
+from .comfy import compat
+from .common import CATEGORY, pair_marker, schema_extras
+from .pair_types.moe import LOWEST, TOP_K_WEIGHTS, WEIGHTINGS, Routing, build_expert_pair
 
 log = logging.getLogger("w2sd")
 
@@ -29,7 +29,9 @@ class W2SDExpertPairBuilder(io.ComfyNode):
                 "exactly. Same weights, no copy. Connect the output to a W2SD sampler's model."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="A mixture-of-experts diffusion model (e.g. HiDream-I1)."),
+                io.Model.Input(
+                    "model", tooltip="A mixture-of-experts diffusion model (e.g. HiDream-I1).", **pair_marker()
+                ),
                 io.Int.Input(
                     "weak_start_rank",
                     default=LOWEST,

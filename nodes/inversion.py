@@ -17,86 +17,64 @@ mode, ``official``, exists only as part of a reflection (it needs the level afte
 
 from __future__ import annotations
 
-import torch
-
-import comfy.model_management
-import comfy.sample
 import comfy.sampler_helpers
 import comfy.samplers
 import comfy.utils
 import latent_preview
 from comfy_api.latest import io
 
-from ..w2sd_core import invert
-from . import compat, validate
-from .pairs import is_flow
+from .comfy import compat, validate
+from .comfy.model_types import is_flow
 from .common import CATEGORY, schema_extras
-
-INVERSION_MODES = ("next", "current")
-
-
-def ascending_sigmas(sigmas) -> torch.Tensor:
-    """The SIGMAS input as an ascending 1-D float tensor, or a ValueError saying what is wrong."""
-    if not isinstance(sigmas, torch.Tensor):
-        sigmas = torch.as_tensor(sigmas)
-    sigmas = sigmas.detach().flatten().to(torch.float32).cpu()
-    if sigmas.numel() < 2:
-        raise ValueError(
-            f"W2SD Inversion Step needs at least 2 sigmas (a segment from a low to a high "
-            f"noise level), got {sigmas.numel()}"
-        )
-    if not bool(torch.isfinite(sigmas).all()):
-        raise ValueError(f"W2SD Inversion Step got non-finite sigmas: {sigmas.tolist()}")
-    if bool((sigmas < 0).any()):
-        raise ValueError(f"W2SD Inversion Step got negative sigmas: {sigmas.tolist()}")
-    if float(sigmas.max()) <= 0:
-        raise ValueError(
-            "W2SD Inversion Step got sigmas that are all zero: there is no noise level "
-            "to invert to (connect e.g. the low_sigmas of SplitSigmas)"
-        )
-    diffs = sigmas[1:] - sigmas[:-1]
-    if bool((diffs <= 0).all()):
-        sigmas = sigmas.flip(0)  # ComfyUI's usual descending schedule
-    elif not bool((diffs >= 0).all()):
-        raise ValueError(
-            f"W2SD Inversion Step needs a monotone schedule segment (descending as from a "
-            f"scheduler, or ascending), got {sigmas.tolist()}"
-        )
-    if float(sigmas[0]) == float(sigmas[-1]):
-        raise ValueError(f"W2SD Inversion Step got a segment without any step: all sigmas equal {float(sigmas[0])}")
-    return sigmas
+from .sampling.inversion import INVERSION_MODES, ascending_sigmas, inversion_sampler
 
 
-def inversion_sampler(inversion: str) -> comfy.samplers.KSAMPLER:
-    """A KSAMPLER whose sampler function inverts ``x`` up the (ascending) sigmas it is given."""
-    if inversion not in INVERSION_MODES:
-        listed = ", ".join(f"'{m}'" for m in INVERSION_MODES)
-        raise ValueError(
-            f"W2SD Inversion Step: inversion must be one of {listed}, got {inversion!r}; pick one from the list."
-        )
-
-    @torch.no_grad()
-    def sample_inversion(model, x, sigmas, extra_args=None, callback=None, disable=None):
-        extra_args = {} if extra_args is None else extra_args
-        last = {}
-
-        def denoise(x, sigma):
-            # ``model`` is ComfyUI's inpaint wrapper around the guider: masks, CFG, conds all apply.
-            last["denoised"] = model(x, sigma, **extra_args)
-            return last["denoised"]
-
-        steps = len(sigmas) - 1
-        for i in range(steps):
-            # Interruption is otherwise only checked in the progress hook.
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            x = invert(denoise, x, sigmas[i : i + 2], inversion=inversion)
-            if callback is not None and "denoised" in last:
-                callback(
-                    {"x": x, "i": i, "sigma": sigmas[i + 1], "sigma_hat": sigmas[i + 1], "denoised": last["denoised"]}
-                )
-        return x
-
-    return comfy.samplers.KSAMPLER(sample_inversion)
+def _inputs() -> list:
+    return [
+        io.Model.Input("model", tooltip="The model whose predictions drive the inversion."),
+        io.Conditioning.Input(
+            "positive",
+            tooltip="The conditioning the inversion follows "
+            "(use the prompt you will re-sample with for a faithful round trip).",
+        ),
+        io.Conditioning.Input("negative", tooltip="The negative conditioning (used only when cfg is not 1.0)."),
+        io.Float.Input(
+            "cfg",
+            default=1.0,
+            min=0.0,
+            max=100.0,
+            step=0.1,
+            round=0.01,
+            tooltip="Classifier-free guidance scale of the inversion. 1.0 (the default, "
+            "the usual choice) uses the positive conditioning only, one model pass per "
+            "step; other values cost two passes per step. Re-sample with the same cfg "
+            "for a faithful round trip.",
+        ),
+        io.Latent.Input(
+            "latent",
+            tooltip="The latent to invert, as a sampler left it at the "
+            "segment's lowest sigma (a clean latent for a segment ending at 0). "
+            "noise_mask, batch_index and other keys are kept.",
+        ),
+        io.Sigmas.Input(
+            "sigmas",
+            tooltip="The schedule segment to invert, descending as from a "
+            "scheduler (e.g. the low_sigmas of SplitSigmas at step k): the inversion "
+            "runs from its lowest sigma up to its highest, one model evaluation per "
+            "step.",
+        ),
+        io.Combo.Input(
+            "inversion",
+            options=list(INVERSION_MODES),
+            default="next",
+            optional=True,
+            tooltip="Noise label of each inversion step: 'next' evaluates the model at "
+            "the level the latent sits at (standard DDIM inversion); 'current' at the "
+            "level it is moved to (the W2SD paper's Eq. 5, the label the Euler step "
+            "that re-samples it uses). Both are first order: the round-trip error "
+            "shrinks in proportion to the step size.",
+        ),
+    ]
 
 
 class W2SDInversionStep(io.ComfyNode):
@@ -116,51 +94,7 @@ class W2SDInversionStep(io.ComfyNode):
                 "input latent back, up to the discretisation error. The building block of W2SD's "
                 "reflection, exposed for editing and inversion workflows."
             ),
-            inputs=[
-                io.Model.Input("model", tooltip="The model whose predictions drive the inversion."),
-                io.Conditioning.Input(
-                    "positive",
-                    tooltip="The conditioning the inversion follows "
-                    "(use the prompt you will re-sample with for a faithful round trip).",
-                ),
-                io.Conditioning.Input("negative", tooltip="The negative conditioning (used only when cfg is not 1.0)."),
-                io.Float.Input(
-                    "cfg",
-                    default=1.0,
-                    min=0.0,
-                    max=100.0,
-                    step=0.1,
-                    round=0.01,
-                    tooltip="Classifier-free guidance scale of the inversion. 1.0 (the default, "
-                    "the usual choice) uses the positive conditioning only, one model pass per "
-                    "step; other values cost two passes per step. Re-sample with the same cfg "
-                    "for a faithful round trip.",
-                ),
-                io.Latent.Input(
-                    "latent",
-                    tooltip="The latent to invert, as a sampler left it at the "
-                    "segment's lowest sigma (a clean latent for a segment ending at 0). "
-                    "noise_mask, batch_index and other keys are kept.",
-                ),
-                io.Sigmas.Input(
-                    "sigmas",
-                    tooltip="The schedule segment to invert, descending as from a "
-                    "scheduler (e.g. the low_sigmas of SplitSigmas at step k): the inversion "
-                    "runs from its lowest sigma up to its highest, one model evaluation per "
-                    "step.",
-                ),
-                io.Combo.Input(
-                    "inversion",
-                    options=list(INVERSION_MODES),
-                    default="next",
-                    optional=True,
-                    tooltip="Noise label of each inversion step: 'next' evaluates the model at "
-                    "the level the latent sits at (standard DDIM inversion); 'current' at the "
-                    "level it is moved to (the W2SD paper's Eq. 5, the label the Euler step "
-                    "that re-samples it uses). Both are first order: the round-trip error "
-                    "shrinks in proportion to the step size.",
-                ),
-            ],
+            inputs=_inputs(),
             outputs=[
                 io.Latent.Output(
                     display_name="latent",

@@ -1,156 +1,21 @@
 """W2SD Reflective KSampler and its Advanced variant: KSampler's (Advanced's) inputs and semantics,
-plus the weak side and the plan.
-
-Both do what the running ComfyUI's KSampler does (common_ksampler -> comfy.sample.sample ->
-KSampler.sample -> CFGGuider.sample; nodes/compat.py follows its release): same empty-latent fix,
-same seeded noise with batch_index, same noise mask, same schedule for denoise < 1 and for
-start/end steps, same previews, same output dict. The only changes are the guider (W2SD Guider)
-and the sampler (the named sampler wrapped by W2SD Sampler), so with reflect_steps = 0, or when
-nothing differs between the weak and the strong side, the result is KSampler's bit for bit.
+plus the weak side and the plan (what they run: nodes/sampling/ksampler.py). With reflect_steps = 0,
+or when nothing differs between the weak and the strong side, the result is KSampler's bit for bit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import comfy.sample
 import comfy.samplers
-import comfy.utils
-import latent_preview
 from comfy_api.latest import io, ui
 
-from . import compat, pairs, validate
-from .common import (
-    CATEGORY,
-    DEFAULT_END_PERCENT,
-    DEFAULT_GUIDANCE,
-    DEFAULT_INVERSION,
-    DEFAULT_MODE,
-    DEFAULT_REFLECT_STEPS,
-    DEFAULT_REPEATS,
-    cfg_pair_inputs,
-    mode_inputs,
-    plan_inputs,
-    schema_extras,
-    weak_side_inputs,
-)
-from .guider import make_guider
-from .reflecting import check_inversion, make_plan, wrap_sampler
-
-
-@dataclass(frozen=True)
-class W2SDInputs:
-    """The W2SD inputs both nodes share (their defaults are the nodes' defaults)."""
-
-    weak_model: object = None
-    weak_positive: object = None
-    weak_negative: object = None
-    strong_cfg: float = -1.0
-    weak_cfg: float = -1.0
-    reflect_steps: int = DEFAULT_REFLECT_STEPS
-    reflect_end_percent: float = DEFAULT_END_PERCENT
-    repeats: int = DEFAULT_REPEATS
-    inversion: str = DEFAULT_INVERSION
-    mode: str = DEFAULT_MODE
-    guidance: float = DEFAULT_GUIDANCE
+from .comfy import compat, validate
+from .common import CATEGORY, cfg_pair_inputs, mode_inputs, plan_inputs, schema_extras, weak_side_inputs
+from .sampling.ksampler import W2SDInputs, reflective_ksampler
 
 
 def w2sd_inputs() -> list:
     """The inputs after KSampler's own, in the order saved workflows list them."""
     return [*weak_side_inputs(), *cfg_pair_inputs(), *plan_inputs(), *mode_inputs()]
-
-
-def schedule(ksampler: comfy.samplers.KSampler, start_step, last_step, force_full_denoise):
-    """KSampler.sample's cut of its schedule for start/end steps (KSampler (Advanced))."""
-    sigmas = ksampler.sigmas
-    if last_step is not None and last_step < len(sigmas) - 1:
-        sigmas = sigmas[: last_step + 1]
-        if force_full_denoise:
-            sigmas[-1] = 0
-    if start_step is not None:
-        sigmas = sigmas[start_step:] if start_step < len(sigmas) - 1 else sigmas[:0]
-    return sigmas
-
-
-def reflective_ksampler(
-    node_cls,
-    model,
-    seed,
-    steps,
-    cfg,
-    sampler_name,
-    scheduler,
-    positive,
-    negative,
-    latent,
-    w2sd: W2SDInputs,
-    denoise=1.0,
-    disable_noise=False,
-    start_step=None,
-    last_step=None,
-    force_full_denoise=False,
-):
-    """ComfyUI's common_ksampler, step by step, with the W2SD guider and sampler."""
-    samples_in = compat.ksampler_latent(model, latent)
-    validate.latent(node_cls, "latent_image", model, latent, samples_in)
-    noise = (
-        compat.empty_noise(samples_in)
-        if disable_noise
-        else comfy.sample.prepare_noise(samples_in, seed, latent.get("batch_index", None))
-    )
-    x0_output = {}
-    callback = latent_preview.prepare_callback(model, steps, x0_output)
-    ksampler = comfy.samplers.KSampler(
-        model,
-        steps=steps,
-        device=model.load_device,
-        sampler=sampler_name,
-        scheduler=scheduler,
-        denoise=denoise,
-        model_options=model.model_options,
-    )
-    sigmas = schedule(ksampler, start_step, last_step, force_full_denoise)
-    if len(sigmas) == 0:  # starts past the end: KSampler returns its input latent
-        return compat.ksampler_output(latent, compat.as_intermediate(samples_in)), None
-    sampler = wrap_sampler(
-        comfy.samplers.sampler_object(ksampler.sampler),
-        reflect_steps=w2sd.reflect_steps,
-        end_percent=w2sd.reflect_end_percent,
-        repeats=w2sd.repeats,
-        inversion=w2sd.inversion,
-        mode=w2sd.mode,
-        guidance=w2sd.guidance,
-    )
-    model_sampling = model.get_model_object("model_sampling")
-    weak_model = w2sd.weak_model
-    pairs.checked_relation(model, weak_model)  # a wrong pair is refused even when nothing is planned
-    if make_plan(w2sd.reflect_steps, w2sd.repeats, w2sd.reflect_end_percent, model_sampling).reflected_steps(sigmas):
-        check_inversion(w2sd.inversion, model_sampling)  # before any model is loaded
-    else:
-        weak_model = None  # nothing planned (e.g. an A/B run at 0): no second checkpoint to load
-    guider = make_guider(
-        model,
-        positive,
-        negative,
-        cfg,
-        weak_model,
-        w2sd.weak_positive,
-        w2sd.weak_negative,
-        w2sd.strong_cfg,
-        w2sd.weak_cfg,
-    )
-    samples = guider.sample(
-        noise,
-        samples_in,
-        sampler,
-        sigmas,
-        denoise_mask=latent.get("noise_mask", None),
-        callback=callback,
-        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
-        seed=seed,
-    )
-    samples = compat.as_intermediate(samples)
-    return compat.ksampler_output(latent, samples), sampler.report
 
 
 def report_text(report) -> str:

@@ -1,10 +1,11 @@
-"""W2SD Sampler node: wraps any sampler for SamplerCustomAdvanced (nodes/reflecting.py runs it)."""
+"""W2SD Sampler node: wraps any sampler for SamplerCustomAdvanced (what runs it:
+nodes/sampling/reflective_sampler.py)."""
 
 from __future__ import annotations
 
 from comfy_api.latest import io
 
-from . import compat, validate
+from .comfy import compat, validate
 from .common import (
     CATEGORY,
     DEFAULT_END_PERCENT,
@@ -18,7 +19,7 @@ from .common import (
     plan_inputs,
     schema_extras,
 )
-from .reflecting import wrap_sampler
+from .sampling.reflective_sampler import wrap_sampler
 
 
 class W2SDSampler(io.ComfyNode):

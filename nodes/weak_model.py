@@ -1,4 +1,4 @@
-"""W2SD Weak Model Builder: a weak/strong model pair from one base and a LoRA (nodes/lora_pair.py:
+"""W2SD Weak Model Builder: a weak/strong model pair from one base and a LoRA (nodes/pair_types/lora/:
 the LoRA-delta pair, no weight copies), or from two checkpoints (validated and passed through).
 The node's report says what was detected and what it costs."""
 
@@ -9,11 +9,13 @@ import logging
 import folder_paths
 from comfy_api.latest import io
 
-from . import pairs, validate
-from .common import CATEGORY, schema_extras
-from .lora_files import keep_while_used, load_lora_file
-from .lora_pair import LoraPair, build_lora_pair
-from .roles import STRONG, WEAK
+from .comfy import validate
+from .comfy.model_types import prediction_name
+from .common import CATEGORY, pair_marker, schema_extras
+from .pair_types import two_models
+from .pair_types.lora.build import LoraPair, build_lora_pair
+from .pair_types.lora.files import keep_while_used, load_lora_file
+from .sampling.roles import STRONG, WEAK
 
 log = logging.getLogger("w2sd")
 
@@ -79,19 +81,19 @@ def report_lines(pair: LoraPair) -> list[str]:
 
 
 def validate_checkpoint_pair(strong, weak) -> list[str]:
-    """Can ``weak`` stand in for ``strong`` in reflection? The samplers' own check (nodes/pairs.py:
-    latent format, flow or not, sigma range for non-flow models; a clone of the same checkpoint with other patches is
-    refused there with the way out). Raises ValueError naming the mismatch; returns notes."""
-    pairs.validate_pair(strong, weak)
-    relation = pairs.relation(strong, weak)
+    """Can ``weak`` stand in for ``strong`` in reflection? The samplers' own check
+    (nodes/pair_types/two_models.py: latent format, flow or not, sigma range for non-flow models; a
+    clone of the same checkpoint with other patches is refused there with the way out). Raises ValueError naming the mismatch; returns notes."""
+    two_models.validate_pair(strong, weak)
+    relation = two_models.relation(strong, weak)
     notes = []
-    if relation == pairs.SAME:
+    if relation == two_models.SAME:
         notes.append("the weak model is the model itself: only a prompt or CFG pair can differ")
     strong_ms, weak_ms = strong.get_model_object("model_sampling"), weak.get_model_object("model_sampling")
-    if pairs.prediction_name(strong_ms) != pairs.prediction_name(weak_ms):
+    if prediction_name(strong_ms) != prediction_name(weak_ms):
         notes.append(
-            f"prediction types differ ({pairs.prediction_name(strong_ms)} / "
-            f"{pairs.prediction_name(weak_ms)}): fine, reflection works on denoised outputs"
+            f"prediction types differ ({prediction_name(strong_ms)} / "
+            f"{prediction_name(weak_ms)}): fine, reflection works on denoised outputs"
         )
     return notes
 
@@ -119,7 +121,11 @@ class W2SDWeakModelBuilder(io.ComfyNode):
                 "checkpoint as the weak model."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="The base diffusion model, WITHOUT this LoRA applied."),
+                io.Model.Input(
+                    "model",
+                    tooltip="The base diffusion model, WITHOUT this LoRA applied.",
+                    **pair_marker(off_when={"lora_name": [NONE, ""]}),
+                ),
                 io.Combo.Input(
                     "lora_name",
                     options=[NONE] + folder_paths.get_filename_list("loras"),

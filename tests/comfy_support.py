@@ -891,7 +891,7 @@ def evaluate_roles(patcher, role_list, x, sigma, positive, negative, cfg=1.0, gu
     import torch
     import comfy.samplers
 
-    roles = pack_module("nodes.roles")
+    roles = pack_module("nodes.sampling.roles")
     result = {}
 
     def sampler_fn(model, x_, sigmas, extra_args=None, callback=None, disable=None):

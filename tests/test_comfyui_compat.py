@@ -12,7 +12,7 @@ pytestmark = pytest.mark.comfyui
 
 
 def _compat():
-    return cs.pack_module("nodes.compat")
+    return cs.pack_module("nodes.comfy.compat")
 
 
 def _reflective_ksampler():

@@ -29,7 +29,7 @@ def _probe(record, tagged):
     ``tagged`` by its tag; it records the outputs and returns its input."""
     import comfy.samplers
 
-    roles = cs.pack_module("nodes.roles")
+    roles = cs.pack_module("nodes.sampling.roles")
 
     def sample_probe(model, x, sigmas, extra_args=None, callback=None, disable=None):
         s = x.new_ones([x.shape[0]]) * sigmas[0]
@@ -44,7 +44,7 @@ def _probe(record, tagged):
 
 def _guided_vs_sides(guider, w=1.5):
     """The guided evaluation of a run, and D_s + w (D_s - D_w) from the sides' own calls."""
-    roles = cs.pack_module("nodes.roles")
+    roles = cs.pack_module("nodes.sampling.roles")
     sigmas = karras_sigmas(guider.model_patcher, 4)
     sides, guided = {}, {}
     _run(guider, w2sd_sampler(_probe(sides, (roles.STRONG, roles.WEAK)), reflect_steps=0), sigmas)
@@ -83,7 +83,7 @@ def test_a_model_carrying_a_lora_pair_is_guided_per_role(comfy, tmp_path):
 
     base = cs.tiny_model("eps", seed=1)
     pair = (
-        cs.pack_module("nodes.lora_pair")
+        cs.pack_module("nodes.pair_types.lora.build")
         .build_lora_pair(base, cs.kohya_lora(base, seed=2, tucker=False), "test", 0.5, 1.5, -1.0)
         .model
     )
@@ -99,7 +99,7 @@ def test_a_model_carrying_a_lora_pair_is_guided_per_role(comfy, tmp_path):
     sides = {}
     _run(_w2sd_guider(strong), w2sd_sampler(_probe(sides, ()), reflect_steps=0), karras_sigmas(base, 4))
     d_s = {}
-    roles = cs.pack_module("nodes.roles")
+    roles = cs.pack_module("nodes.sampling.roles")
     _run(_w2sd_guider(pair), w2sd_sampler(_probe(d_s, (roles.STRONG,)), reflect_steps=0), karras_sigmas(base, 4))
     assert torch.allclose(d_s[roles.STRONG], sides["call"], atol=1e-5, rtol=1e-4)
 
@@ -298,7 +298,7 @@ def test_a_model_carrying_a_pair_is_refused_under_multi_gpu_batching(comfy):
     model's injections, so the pack refuses rather than run the strong side where the weak is due."""
     base = cs.tiny_model("eps", seed=1)
     pair = (
-        cs.pack_module("nodes.lora_pair")
+        cs.pack_module("nodes.pair_types.lora.build")
         .build_lora_pair(base, cs.kohya_lora(base, seed=2, tucker=False), "test", 0.5, 1.5, -1.0)
         .model
     )

@@ -13,11 +13,11 @@ pytestmark = pytest.mark.comfyui
 
 
 def moe():
-    return cs.pack_module("nodes.moe")
+    return cs.pack_module("nodes.pair_types.moe")
 
 
 def roles():
-    return cs.pack_module("nodes.roles")
+    return cs.pack_module("nodes.sampling.roles")
 
 
 def build(model, start=-1, weights="top-k weights"):

@@ -23,7 +23,7 @@ def extras(comfy):
 
 
 def roles():
-    return cs.pack_module("nodes.roles")
+    return cs.pack_module("nodes.sampling.roles")
 
 
 def w2sd_guider(strong, weak, cfg):
@@ -43,7 +43,7 @@ def test_each_side_runs_with_its_own_patches(extras, node_id, patched_side):
     g = torch.Generator().manual_seed(1)
     x, sigma, cfg = torch.randn(1, 4, 16, 16, generator=g) * 2.0, 2.0, 3.0
     guider = w2sd_guider(strong, weak, cfg)
-    assert guider.weak_relation == cs.pack_module("nodes.pairs").OPTIONS
+    assert guider.weak_relation == cs.pack_module("nodes.pair_types.two_models").OPTIONS
     out = cs.evaluate_roles(strong, (None, roles().STRONG, roles().WEAK), x, sigma, None, None, guider=guider)
     strong_alone, weak_alone = alone(strong, x, sigma, cfg), alone(weak, x, sigma, cfg)
     assert not torch.allclose(strong_alone, weak_alone, atol=1e-4), f"{node_id} changed nothing here"
@@ -123,4 +123,4 @@ def test_per_run_patches_are_refused_with_the_reason(extras):
     per_call.add_wrapper_with_key(
         comfy.patcher_extension.WrappersMP.APPLY_MODEL, "test", lambda executor, *a, **k: executor(*a, **k)
     )
-    assert w2sd_guider(base, per_call, 3.0).weak_relation == cs.pack_module("nodes.pairs").OPTIONS
+    assert w2sd_guider(base, per_call, 3.0).weak_relation == cs.pack_module("nodes.pair_types.two_models").OPTIONS

@@ -339,7 +339,7 @@ def test_every_sampler_of_this_comfyui_has_a_slicing_rule(comfy):
     path (below) is a decision, not an accident."""
     import comfy.samplers
 
-    slicing = cs.pack_module("nodes.slicing")
+    slicing = cs.pack_module("nodes.sampling.slicing")
     unknown = [
         name
         for name in comfy.samplers.KSampler.SAMPLERS

@@ -116,7 +116,7 @@ def role_options(extra_args, role):
     if role is None:
         return extra_args
     args = dict(extra_args)
-    args["model_options"] = pack("nodes.roles").with_role(extra_args["model_options"], role)
+    args["model_options"] = pack("nodes.sampling.roles").with_role(extra_args["model_options"], role)
     return args
 
 
@@ -148,7 +148,7 @@ def hook_count(patcher):
 
 
 def roles_match_fused(comfy, base, sd, lora_name, x, sigma, positive, negative, cfg=1.0, tol=1e-5):
-    roles_mod = pack("nodes.roles")
+    roles_mod = pack("nodes.sampling.roles")
     model, weak_out, report = build(comfy, base, lora_name)
     assert weak_out is model
     roles = (None, roles_mod.STRONG, roles_mod.WEAK)
@@ -190,9 +190,9 @@ def test_sd_linear_and_locon_roles_equal_fused_lora(comfy, lora_dir):
     x = torch.randn(2, 4, 16, 16, generator=g) * 3.0
     model, report = roles_match_fused(comfy, base, sd, name, x, 3.0, comfy_support.cond(0), comfy_support.cond(1))
     assert "LoRA" in report and "LoCon (conv)" in report
-    runtime = model.get_attachment(pack("nodes.roles").PAIR_ATTACHMENT)["runtime"]
+    runtime = model.get_attachment(pack("nodes.sampling.roles").PAIR_ATTACHMENT)["runtime"]
     assert any(isinstance(d.geometry, pack("w2sd_core.lora_delta").ConvGeometry) for d in runtime.layers.values())
-    assert runtime.calls[pack("nodes.roles").STRONG] > 0
+    assert runtime.calls[pack("nodes.sampling.roles").STRONG] > 0
     # base untouched: loading it again restores its exact weights and drops our forward hooks
     assert_base_untouched(base, before)
 
@@ -209,7 +209,7 @@ def test_flux_sliced_qkv_roles_equal_fused_lora(comfy, lora_dir):
         comfy, base, sd, name, x, 0.6, comfy_support.flux_cond(0), comfy_support.flux_cond(1), cfg=1.0
     )
     assert "sliced (fused QKV)" in report and "weight hooks" not in report
-    runtime = model.get_attachment(pack("nodes.roles").PAIR_ATTACHMENT)["runtime"]
+    runtime = model.get_attachment(pack("nodes.sampling.roles").PAIR_ATTACHMENT)["runtime"]
     qkv = runtime.layers["diffusion_model.double_blocks.0.img_attn.qkv"]
     assert sorted(t.weight_slice for t in qkv.terms) == [(0, 0, 64), (0, 64, 64), (0, 128, 64)]
 
@@ -296,7 +296,7 @@ def test_checkpoint_mode_validates_the_pair(comfy):
 def test_hooks_survive_a_discarded_clone_and_the_role_resets_on_error(comfy, lora_dir):
     import comfy_support
 
-    roles = pack("nodes.roles")
+    roles = pack("nodes.sampling.roles")
     base = comfy_support.tiny_model("eps", seed=16)
     sd = sd_lora(base, seed=17, tucker=False)
     model, _, _ = build(comfy, base, save_lora(lora_dir, "clone.safetensors", sd))
@@ -337,7 +337,7 @@ def test_w2sd_run_with_lora_pair_equals_three_fused_clones(comfy, lora_dir):
     import comfy_support
 
     core = pack("w2sd_core")
-    roles = pack("nodes.roles")
+    roles = pack("nodes.sampling.roles")
     base = comfy_support.tiny_model("eps", seed=19)
     sd = sd_lora(base, seed=20)
     before = snapshot(base)
@@ -448,7 +448,7 @@ def test_factor_casts_are_released_after_sampling(comfy, lora_dir):
     (it neither counts nor frees them on a partial unload): they must not outlive the sampling run."""
     import comfy_support
 
-    roles = pack("nodes.roles")
+    roles = pack("nodes.sampling.roles")
     base = comfy_support.tiny_model("eps", seed=32)
     model, _, _ = build(comfy, base, save_lora(lora_dir, "release.safetensors", sd_lora(base, seed=33)))
     runtime = model.get_attachment(roles.PAIR_ATTACHMENT)["runtime"]
@@ -478,7 +478,7 @@ def test_two_builders_stack(comfy, lora_dir):
     and the pair summary the samplers print names both."""
     import comfy_support
 
-    roles = pack("nodes.roles")
+    roles = pack("nodes.sampling.roles")
     base = comfy_support.tiny_model("eps", seed=35)
     sd1, sd2 = sd_lora(base, seed=36, tucker=False), sd_lora(base, seed=37, tucker=False)
     n1, n2 = save_lora(lora_dir, "stack1.safetensors", sd1), save_lora(lora_dir, "stack2.safetensors", sd2)
@@ -501,7 +501,7 @@ def test_roles_stay_exact_after_a_partial_unload(comfy, lora_dir):
     comfy.ops, LoRA patches become LowVramPatch weight functions); the forward hooks still fire."""
     import comfy_support
 
-    roles = pack("nodes.roles")
+    roles = pack("nodes.sampling.roles")
     base = comfy_support.tiny_model("eps", seed=39)
     sd = sd_lora(base, seed=40)
     model, _, _ = build(comfy, base, save_lora(lora_dir, "lowvram.safetensors", sd))
@@ -552,7 +552,7 @@ def test_bf16_model_roles_as_accurate_as_comfyui_own_bf16_lora(comfy, lora_dir):
     own error with the LoRA fused into bf16 weights."""
     import comfy_support
 
-    roles = pack("nodes.roles")
+    roles = pack("nodes.sampling.roles")
     base = _tiny_model_in(torch.bfloat16, seed=42)
     exact_base = comfy_support.tiny_model("eps", seed=42)
     exact_base.model.diffusion_model.load_state_dict(
@@ -609,7 +609,7 @@ def test_weight_hooks_on_a_dynamic_vram_model_run_on_its_static_delegate(comfy, 
 
     base = comfy_support.dynamic_like(comfy_support.tiny_model("eps", seed=7))
     model, _ = dora_roles_match_fused(comfy, lora_dir, base, "sd_dora_dynamic.safetensors")
-    assert not pack("nodes.compat").is_dynamic(model)
+    assert not pack("nodes.comfy.compat").is_dynamic(model)
 
 
 def test_weight_hooks_on_a_dynamic_model_that_cannot_reload_are_refused(comfy, lora_dir):
@@ -631,4 +631,4 @@ def test_the_lora_delta_on_a_dynamic_vram_model_needs_no_delegate(comfy, lora_di
     name = save_lora(lora_dir, "sd_locon_dynamic.safetensors", sd)
     x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(3)) * 3.0
     model, _ = roles_match_fused(comfy, base, sd, name, x, 3.0, comfy_support.cond(0), comfy_support.cond(1))
-    assert pack("nodes.compat").is_dynamic(model)
+    assert pack("nodes.comfy.compat").is_dynamic(model)

@@ -96,3 +96,120 @@ def test_every_node_shows_the_cores_defaults(comfy):
                 assert item.default == want[item.id], (name, item.id)
                 seen.add(item.id)
     assert seen == set(want)
+
+
+# ---------------------------------------------------------------- the house rules
+PACK_SOURCES = ("__init__.py", "nodes", "w2sd_core")  # what ComfyUI imports of the pack
+MAX_FILE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+
+def _pack_files():
+    for entry in PACK_SOURCES:
+        path = ROOT / entry
+        yield from sorted(path.rglob("*.py")) if path.is_dir() else [path]
+
+
+def _module_name(path) -> str:
+    """``nodes/sampling/guider.py`` -> ``nodes.sampling.guider``; a package is its ``__init__``;
+    the pack itself is ``""``."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _resolve(importer: str, is_package: bool, node, known: set) -> set:
+    """The pack's modules one import statement of ``importer`` loads (its most specific known
+    module per name; absolute imports other than ``w2sd_core`` are ComfyUI's or the stdlib's)."""
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names if alias.name.split(".")[0] == "w2sd_core"]
+        return {_known_prefix(n, known) for n in names} - {None}
+    if node.level == 0:
+        if not (node.module or "").startswith("w2sd_core"):
+            return set()
+        base = node.module
+    else:
+        package = importer.split(".") if importer else []
+        if not is_package:
+            package = package[:-1]
+        package = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+        base = ".".join(package + ([node.module] if node.module else []))
+    found = set()
+    for alias in node.names:
+        target = f"{base}.{alias.name}" if base else alias.name
+        found.add(target if target in known else _known_prefix(base, known))
+    return found - {None}
+
+
+def _known_prefix(name: str, known: set):
+    parts = name.split(".")
+    while parts:
+        if ".".join(parts) in known:
+            return ".".join(parts)
+        parts.pop()
+    return "" if "" in known else None
+
+
+def _import_graph() -> dict:
+    files = {_module_name(p): p for p in _pack_files()}
+    known = set(files)
+    graph = {}
+    for name, path in files.items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        edges = set()
+        for node in ast.walk(tree):  # imports inside functions count: they run too
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                edges |= _resolve(name, path.name == "__init__.py", node, known)
+        graph[name] = edges - {name}
+    return graph
+
+
+def _find_cycle(graph: dict):
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = "done"
+        stack.pop()
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_the_pack_has_no_import_cycle():
+    graph = _import_graph()
+    assert "nodes.extension" in graph[""] and graph["nodes.extension"], "the import graph lost its edges"
+    cycle = _find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(m or "(pack)" for m in cycle)
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert _find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_files_and_functions_stay_small():
+    """No file over MAX_FILE_LINES lines, no function (method, nested function) over
+    MAX_FUNCTION_LINES, in the core and the nodes (tests, research, benchmarks aside)."""
+    too_long = []
+    for path in _pack_files():
+        text = path.read_text()
+        lines = len(text.splitlines())
+        if lines > MAX_FILE_LINES:
+            too_long.append(f"{path.relative_to(ROOT)}: {lines} lines")
+        for node in ast.walk(ast.parse(text, filename=str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {length} lines")
+    assert too_long == []

@@ -230,7 +230,7 @@ def test_lora_path_tricks_and_unknown_names_are_refused_naming_the_input(comfy, 
 
 
 def test_lora_file_tensors_live_only_as_long_as_a_model_built_from_them(comfy, lora_dir):
-    weak_model = cs.pack_module("nodes.lora_files")
+    weak_model = cs.pack_module("nodes.pair_types.lora.files")
     base = cs.tiny_model("eps")
     first = build_pair(base)
     (entry,) = [e for k, e in weak_model._lora_cache.items() if k[0].endswith(LORA)]
@@ -337,7 +337,7 @@ def test_conditioning_of_another_width_is_refused_naming_the_input(comfy):
             steps=2,
         )
     ).all()
-    validate = cs.pack_module("nodes.validate")
+    validate = cs.pack_module("nodes.comfy.validate")
     assert [
         validate.context_width(m) for m in (eps, cs.tiny_model("sdxl"), cs.tiny_flux_model(), cs.tiny_video_model())
     ] == [32, 32, 32, 32]
@@ -495,7 +495,9 @@ def test_nothing_a_run_holds_waits_for_the_cyclic_collector(comfy, lora_dir):
     try:
         pair = build_pair(base)
         runtime = weakref.ref(pair.get_attachment("w2sd_pair")["runtime"])
-        lora_sd = next(e for k, e in cs.pack_module("nodes.lora_files")._lora_cache.items() if k[0].endswith(LORA))
+        lora_sd = next(
+            e for k, e in cs.pack_module("nodes.pair_types.lora.files")._lora_cache.items() if k[0].endswith(LORA)
+        )
         tensor = weakref.ref(next(iter(lora_sd["sd"].values())))
         del lora_sd
         for mode in MODES:
@@ -781,7 +783,8 @@ def test_conditioning_without_pooled_output_is_refused(comfy):
         ksample(cs.tiny_model("sdxl"), steps=2, positive=cs.cond(0, "sdxl"), negative=cs.cond(1, "sdxl"))
     ).all()
     assert [
-        cs.pack_module("nodes.validate").needs_pooled_output(m) for m in (cs.tiny_model("eps"), cs.tiny_video_model())
+        cs.pack_module("nodes.comfy.validate").needs_pooled_output(m)
+        for m in (cs.tiny_model("eps"), cs.tiny_video_model())
     ] == [False, False]
 
 

@@ -6,15 +6,19 @@
 // the classic canvas and the Vue renderer (Nodes 2.0, which skips onDrawForeground) show it, and it
 // adds nothing to saved workflows or prompts. No network access: everything comes from the graph.
 import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
 import { DEFAULT_PLAN, describeRun, effectiveSteps, reportText, splitSchedule } from "./w2sd_cost.js";
 
 const EXTENSION = "W2SD.CostDisplay";
+// this pack's folder, as the server names it in URLs (/extensions/<pack>/w2sd.js) and templates
+const PACK = decodeURIComponent(new URL(import.meta.url).pathname.split("/").slice(-2, -1)[0] ?? "");
 const KSAMPLER = "W2SDReflectiveKSampler";
 const KSAMPLER_ADVANCED = "W2SDReflectiveKSamplerAdvanced";
 const SAMPLER = "W2SDSampler";
 const GUIDER = "W2SDGuider";
-const BUILDER = "W2SDWeakModelBuilder";
-const EXPERTS = "W2SDExpertPairBuilder";
+// Nodes whose MODEL output carries a strong/weak pair, learned from the server's node definitions:
+// such a node marks an input `w2sd_pair: { off_when: { widget: [values] } }` (no pair at those values).
+const PAIR_NODES = new Map();
 const NODES = new Set([KSAMPLER, KSAMPLER_ADVANCED, SAMPLER, GUIDER]);
 
 const classOf = (node) => node?.comfyClass ?? node?.type;
@@ -82,8 +86,27 @@ function isLinked(node, name) {
   return connected(node, node?.findInputSlot?.(name) ?? -1);
 }
 
-/** Whether the MODEL reaching `node.model` carries a strong/weak pair: it comes out of a W2SD Weak
- *  Model Builder in LoRA mode or a W2SD Expert Pair, looking upstream through MODEL-to-MODEL nodes. */
+/** The `w2sd_pair` marker of a node definition (on one of its inputs), or null. */
+function pairMarker(nodeData) {
+  for (const group of ["required", "optional"]) {
+    for (const spec of Object.values(nodeData?.input?.[group] ?? {})) {
+      const marker = Array.isArray(spec) ? spec[1]?.w2sd_pair : undefined;
+      if (marker) return marker;
+    }
+  }
+  return null;
+}
+
+/** Whether a pair-building node builds its pair with its current widget values. */
+function buildsPair(node) {
+  const marker = PAIR_NODES.get(classOf(node));
+  if (!marker) return false;
+  const values = widgetValues(node);
+  return !Object.entries(marker.off_when ?? {}).some(([name, off]) => off.includes(values[name] ?? ""));
+}
+
+/** Whether the MODEL reaching `node.model` carries a strong/weak pair: it comes out of a node that
+ *  builds one (PAIR_NODES), looking upstream through MODEL-to-MODEL nodes. */
 function modelCarriesPair(node) {
   const seen = new Set();
   const todo = [inputNode(node, "model")];
@@ -91,11 +114,7 @@ function modelCarriesPair(node) {
     const current = todo.pop();
     if (!current || seen.has(current.id)) continue;
     seen.add(current.id);
-    if (classOf(current) === EXPERTS) return true;
-    if (classOf(current) === BUILDER) {
-      const lora = widgetValues(current).lora_name;
-      if (lora && lora !== "None") return true;
-    }
+    if (buildsPair(current)) return true;
     (current.inputs ?? []).forEach((input, slot) => {
       if (input.type === "MODEL" && connected(current, slot)) todo.push(current.getInputNode(slot));
     });
@@ -154,14 +173,15 @@ export function nodeCost(node) {
 }
 
 const CAPTION = "w2sd_cost";
+const MIN_WIDTH = 300;  // a new node's width: the longest cost line fits it (the browser test measures it)
 
 /** The caption: a DOM widget both renderers show; never serialised, never part of a prompt. */
 function addCaption(node) {
   if (typeof node.addDOMWidget !== "function") return null;
   const element = document.createElement("div");
   element.className = "w2sd-cost";
-  element.style.cssText = "box-sizing:border-box;width:100%;height:20px;padding:2px 6px;overflow:hidden;"
-    + "white-space:nowrap;text-overflow:ellipsis;font:12px/16px Arial,sans-serif;border-radius:4px;"
+  element.style.cssText = "box-sizing:border-box;width:100%;height:20px;padding:2px 5px;overflow:hidden;"
+    + "white-space:nowrap;text-overflow:ellipsis;font:11px/16px Arial,sans-serif;border-radius:4px;"
     + "background:rgba(20,24,32,0.85);color:#cfe3ff;pointer-events:auto";
   const widget = node.addDOMWidget(CAPTION, CAPTION, element, {
     serialize: false, hideOnZoom: false, getValue: () => undefined, setValue: () => {},
@@ -207,17 +227,39 @@ function chain(proto, name, after) {
   };
 }
 
+/** The server lists a pack's workflow templates in directory order; the template browser shows them
+ *  in that order. Put this pack's in number order ("W2SD 01 - ...", "W2SD 02 - ..."), as the
+ *  frontend asks for them; other packs' lists stay as they are. */
+function sortTemplates() {
+  const original = api?.getWorkflowTemplates;
+  if (typeof original !== "function" || original.w2sdSorted) return;
+  const sorted = async function (...args) {
+    const templates = await original.apply(this, args);
+    const ours = templates?.[PACK];
+    if (Array.isArray(ours)) templates[PACK] = [...ours].sort((a, b) => String(a).localeCompare(String(b), "en", { numeric: true }));
+    return templates;
+  };
+  sorted.w2sdSorted = true;
+  api.getWorkflowTemplates = sorted;
+}
+
 app.registerExtension({
   name: EXTENSION,
+  init() {
+    sortTemplates();
+  },
   async beforeRegisterNodeDef(nodeType, nodeData) {
+    const marker = pairMarker(nodeData);
+    if (marker) PAIR_NODES.set(nodeData.name, marker);
     if (!NODES.has(nodeData?.name)) return;
     const proto = nodeType.prototype;
     proto.w2sdRefresh = function () { return refresh(this); };
     chain(proto, "onNodeCreated", function () {
       this.w2sdElement = addCaption(this);
-      // make room for the caption inside the node (a loaded workflow's saved size wins later)
+      // make room for the caption inside the node, wide enough for its line (a loaded workflow's
+      // saved size wins later)
       const [w, h] = this.computeSize?.() ?? this.size;
-      this.setSize?.([Math.max(this.size[0], w), Math.max(this.size[1], h)]);
+      this.setSize?.([Math.max(this.size[0], w, MIN_WIDTH), Math.max(this.size[1], h)]);
       refresh(this);
     });
     chain(proto, "onConfigure", function () { refresh(this); });

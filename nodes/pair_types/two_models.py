@@ -1,5 +1,5 @@
-"""Weak/strong pairs: can two models be sampled together, and does anything differ between the
-two sides of a pair?
+"""A weak MODEL beside the strong one: can the two be sampled together, and how do they relate
+(the same model, the same weights with other per-call patches, or a second checkpoint)?
 
 Reflection moves a latent down with the strong denoiser and back up with the weak one, so both
 must read the same latent space on the same noise schedule. Everything here turns a mismatch into
@@ -9,78 +9,16 @@ a ValueError that names what differs, before any sampling starts.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-import comfy.model_sampling
-import comfy.samplers
-
-from . import compat
-from .roles import PAIR_ATTACHMENT
+from ..comfy import compat
+from ..comfy.model_types import family, is_flow, prediction_name
 
 #: How a weak MODEL relates to the strong one (see ``relation``).
 SAME = "same"  # nothing to do: the weak side is the strong model itself
 OPTIONS = "options"  # the strong model's own weights with other model options (attention patches...)
 SEPARATE = "separate"  # other weights (a second checkpoint): loaded beside the strong one
-
-
-def _classes(*names):
-    """The model-sampling classes of this ComfyUI among ``names`` (releases add and keep them)."""
-    return tuple(getattr(comfy.model_sampling, n) for n in names if hasattr(comfy.model_sampling, n))
-
-
-#: Most specific first: isinstance picks the first match.
-_PREDICTIONS = tuple(
-    (cls, label)
-    for names, label in (
-        (("IMG_TO_IMG_FLOW",), "flow img2img"),
-        (("IMG_TO_IMG_VELOCITY",), "flow img2img (velocity)"),
-        (("CONST",), "flow (CONST)"),
-        (("COSMOS_RFLOW",), "Cosmos rectified flow"),
-        (("V_PREDICTION_DDPM",), "v-prediction (DDPM)"),
-        (("IMG_TO_IMG",), "img2img"),
-        (("X0",), "x0"),
-        (("EDM",), "EDM"),
-        (("V_PREDICTION",), "v-prediction"),
-        (("EPS",), "eps"),
-    )
-    for cls in _classes(*names)
-)
-
-#: Sampler space x = x0 + sigma * noise (ComfyUI's noise_scaling for these): denoisers of the
-#: eps family, CogVideoX's DDPM v-prediction and Cosmos' rectified flow compare at equal sigma.
-_VARIANCE_EXPLODING = _classes("EPS", "V_PREDICTION_DDPM", "COSMOS_RFLOW")
-#: Variance-preserving models trained on a DDPM schedule: what inversion 'official' is derived for.
-_EPS_FAMILY = _classes("EPS", "V_PREDICTION_DDPM")
-
-
-def prediction_name(model_sampling) -> str:
-    for cls, name in _PREDICTIONS:
-        if isinstance(model_sampling, cls):
-            return name
-    return type(model_sampling).__name__
-
-
-def is_flow(model_sampling) -> bool:
-    return isinstance(model_sampling, comfy.model_sampling.CONST)
-
-
-def is_eps_family(model_sampling) -> bool:
-    """eps, v, EDM, x0, img2img: what the authors' DDIM code (inversion 'official') is derived for."""
-    return isinstance(model_sampling, _EPS_FAMILY)
-
-
-def family(model_sampling) -> str:
-    """Which sampler space a model samples in: pairs must share it. A flow model whose class
-    scales noise its own way (0.30's img2img flow starts from the image, not from noise) only
-    pairs with its own kind."""
-    if is_flow(model_sampling):
-        own = type(model_sampling).noise_scaling is not comfy.model_sampling.CONST.noise_scaling
-        return prediction_name(model_sampling) if own else "flow"
-    if isinstance(model_sampling, _VARIANCE_EXPLODING):
-        return "x0 + sigma * noise"
-    return prediction_name(model_sampling)  # unknown to W2SD: only its own kind pairs with it
 
 
 def validate_pair(strong, weak) -> None:
@@ -290,137 +228,3 @@ def equal(a, b) -> bool:
 def conds_equal(a, b) -> bool:
     """Whether two CONDITIONING values are the same (same object, or same tensors and options)."""
     return equal(a, b)
-
-
-def pair_attachment(model_patcher):
-    """The ``w2sd_pair`` attachment (a weak/strong difference inside one MODEL), if any."""
-    get = getattr(model_patcher, "get_attachment", None)
-    return get(PAIR_ATTACHMENT) if get is not None else None
-
-
-def sides_batch_per_chunk(attachment) -> bool:
-    """Whether a model's pair applies each side per chunk of one batched call: LoRA deltas do (a
-    strength per chunk); weight hooks and expert routing switch per call only."""
-    while attachment is not None:
-        if attachment.get("kind") != "lora_delta" or attachment.get("fallback_patches"):
-            return False
-        attachment = attachment.get("stacked_on")
-    return True
-
-
-def _pairs_in(attachment):
-    """A MODEL's pair attachment and every pair stacked under it, outermost first."""
-    while isinstance(attachment, dict):
-        yield attachment
-        attachment = attachment.get("stacked_on")
-
-
-def attachment_sides_differ(attachment) -> bool:
-    """Whether a pair carried by the MODEL makes the weak side differ from the strong one. A LoRA
-    pair with strong_strength = weak_strength does not: both sides run the same weights."""
-    return any(
-        a.get("kind") != "lora_delta" or a.get("strong_strength") != a.get("weak_strength")
-        for a in _pairs_in(attachment)
-    )
-
-
-def attachment_moves_roles(attachment) -> bool:
-    """Whether role-tagged calls run other weights than the normal steps (a LoRA pair's strong or
-    weak strength differs from its final one; other pairs always change a side)."""
-    return any(
-        a.get("kind") != "lora_delta"
-        or a.get("strong_strength") != a.get("final_strength")
-        or a.get("weak_strength") != a.get("final_strength")
-        for a in _pairs_in(attachment)
-    )
-
-
-def describe_attachment(attachment) -> str:
-    if isinstance(attachment, dict):
-        return str(attachment.get("summary") or attachment.get("kind") or "model pair")
-    return "model pair"
-
-
-# ---------------------------------------------------------------- does anything differ?
-def cfg_pair_capable(guider) -> bool:
-    """A plain CFGGuider (or a subclass keeping its predict_noise) with negative conds: setting its
-    ``cfg`` is all it takes to evaluate it at another guidance scale."""
-    return type(guider).predict_noise is comfy.samplers.CFGGuider.predict_noise and "negative" in getattr(
-        guider, "original_conds", {}
-    )
-
-
-class KnowsWeakSide:
-    """A guider with a weak side of its own (W2SD Guider): its own CFG per role (-1 = none) and
-    what differs between its sides besides CFG. ``evaluates_guidance``: it answers a call tagged
-    ``roles.GUIDE`` with the guided prediction itself (batching the two sides where it can)."""
-
-    evaluates_guidance = False
-
-    def own_role_cfgs(self) -> tuple[float, float]:
-        raise NotImplementedError
-
-    def w2sd_differences(self) -> list[str]:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class RoleCfg:
-    cfg: float  # the CFG the role's calls run at
-    override: float | None  # what the sampler sets on the guider for those calls (None: nothing)
-
-
-@dataclass(frozen=True)
-class Pair:
-    cfg: float  # the guider's sampling cfg
-    strong: RoleCfg
-    weak: RoleCfg
-    differences: list
-    cfg_only: bool = False  # the sides differ by CFG alone (same model, conds and options)
-
-
-def _role_cfg(own: float, requested: float, base: float) -> RoleCfg:
-    """The guider's own value wins; else the sampler's, set on the guider for the call; else the
-    sampling cfg."""
-    if own >= 0:
-        return RoleCfg(own, None)
-    if requested >= 0:
-        return RoleCfg(requested, requested)
-    return RoleCfg(base, None)
-
-
-def resolve_pair(guider, strong_cfg: float, weak_cfg: float) -> Pair:
-    """Who sets each role's CFG, and what differs between the weak and the strong side.
-
-    The CFG pair with a plain CFGGuider: the guider's ``cfg`` is set for the duration of a role
-    call and put back (``reflecting.temporary_cfg``). That keeps ComfyUI's own CFG path, including
-    its CFG-1 shortcut (a weak pass at cfg 1 skips the uncond pass) and any sampler_cfg_function
-    patches, which wrapping the CFG formula from outside would bypass or duplicate.
-    """
-    base = float(getattr(guider, "cfg", 1.0))
-    if isinstance(guider, KnowsWeakSide):
-        own, differences = guider.own_role_cfgs(), list(guider.w2sd_differences())
-    else:
-        own, differences = (-1.0, -1.0), []
-        if (strong_cfg >= 0 or weak_cfg >= 0) and not cfg_pair_capable(guider):
-            raise ValueError(
-                f"W2SD Sampler: strong_cfg / weak_cfg need a guider with a cfg and a "
-                f"negative prompt (CFGGuider or W2SD Guider); {type(guider).__name__} "
-                f"has none. Set both to -1, or use W2SD Guider."
-            )
-    strong = _role_cfg(float(own[0]), float(strong_cfg), base)
-    weak = _role_cfg(float(own[1]), float(weak_cfg), base)
-    attachment = pair_attachment(getattr(guider, "model_patcher", None))
-    # A LoRA pair at equal strong and weak strengths is no difference: nothing is planned and
-    # nothing extra is evaluated, so the run is plain sampling with the LoRA at final_strength.
-    differs = attachment is not None and attachment_sides_differ(attachment)
-    if differs:
-        differences.append(describe_attachment(attachment))
-    # A CFG-only pair is guided as plain CFG on normal (untagged) calls: only right when role
-    # calls run the same weights as normal ones.
-    cfg_only = not differences and not (attachment is not None and attachment_moves_roles(attachment))
-    if not math.isclose(strong.cfg, weak.cfg):
-        differences.insert(len(differences) - differs, f"CFG {strong.cfg:g} (strong) vs {weak.cfg:g} (weak)")
-    else:
-        cfg_only = False
-    return Pair(base, strong, weak, differences, cfg_only)

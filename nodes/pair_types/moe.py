@@ -4,7 +4,7 @@ A routed feed-forward layer scores its experts per token with a gate and runs th
 side of the pair is the same model whose gates pick lower-ranked experts on ``reflect_weak`` calls
 (the paper's "good vs bad experts" pair), on the same loaded weights: no copy, no reload.
 
-The switch follows the LoRA-delta pattern (nodes/weak_model.py): forward hooks on the gate modules,
+The switch follows the LoRA-delta pattern (nodes/pair_types/lora/): forward hooks on the gate modules,
 installed with ``ModelPatcher.set_injections`` (they come and go with the model's load), and an
 APPLY_MODEL wrapper that reads the role tag of the call. Normal steps and ``reflect_strong`` calls
 leave the gates' output untouched, so they are bit for bit the unpatched model.
@@ -18,43 +18,21 @@ like any other model.
 
 from __future__ import annotations
 
-import importlib
-import threading
-import uuid
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 import comfy.model_management
-import comfy.patcher_extension
 
-from .owned_hooks import OwnedHooks
-from .roles import PAIR_ATTACHMENT, WEAK, role_of_apply_model
-
-#: (module, class) of the routed-expert gates this pack knows; absent ones are skipped, so a
-#: release without a family still loads.
-KNOWN_GATES = (
-    ("comfy.ldm.hidream.model", "MoEGate", "HiDream"),
-    ("comfy.ldm.hunyuan3dv2_1.hunyuandit", "MoEGate", "Hunyuan3D 2.1"),
-)
+from ..comfy.model_types import KNOWN_GATES, gate_classes
+from ..sampling.roles import WEAK, role_of_apply_model
+from .base import PairType, RoleSwitch, attach_pair, new_key
 
 LOWEST = -1
 TOP_K_WEIGHTS = "top-k weights"
 OWN_SCORES = "own scores"
 WEIGHTINGS = (TOP_K_WEIGHTS, OWN_SCORES)
-
-
-def gate_classes() -> dict:
-    """{gate class: family name} for the gates this ComfyUI has."""
-    out = {}
-    for module_name, class_name, family in KNOWN_GATES:
-        try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError):
-            continue
-        out[cls] = family
-    return out
 
 
 def find_gates(model) -> dict:
@@ -108,37 +86,37 @@ class Routing:
         return idx, w, None
 
 
-class ExpertRouting:
-    """Per-model runtime: the gate hooks (active only while a weak call runs) and the wrapper
-    that sets that from the role tag; the hooks are OwnedHooks (nodes/owned_hooks.py)."""
+class ExpertRouting(RoleSwitch):
+    """Per-model runtime: the gate hooks, active only while a weak call runs (``RoleSwitch`` sets
+    that from the role tag of each call)."""
+
+    idle = False
 
     def __init__(self, gate_names: list[str], routing: Routing):
         self.gate_names = gate_names
         self.routing = routing
-        self._local = threading.local()
-        self._hooks = OwnedHooks(dict.fromkeys(gate_names, self._hook))
+        super().__init__()
         self.weak_calls = 0
 
-    def inject(self, patcher) -> None:
-        self._hooks.inject(patcher)
-
-    def eject(self, patcher) -> None:
-        self._hooks.eject(patcher)
+    def forward_hooks(self) -> dict:
+        return dict.fromkeys(self.gate_names, self._hook)
 
     def _hook(self, gate, args, output):
-        if not getattr(self._local, "weak", False):
+        if not self.active():
             return None  # normal and strong calls: the gate's own routing
         return self.routing.route(gate, args[0])
 
-    def apply_model_wrapper(self, executor, *args, **kwargs):
+    def value_of_call(self, args, kwargs) -> bool:
         weak = role_of_apply_model(args, kwargs) == WEAK
         self.weak_calls += weak
-        previous = getattr(self._local, "weak", False)
-        self._local.weak = weak
-        try:
-            return executor(*args, **kwargs)
-        finally:
-            self._local.weak = previous
+        return weak
+
+
+class ExpertPairType(PairType):
+    kind = "moe_experts"
+
+
+EXPERTS = ExpertPairType()
 
 
 # ---------------------------------------------------------------- building the pair
@@ -179,25 +157,21 @@ def build_expert_pair(model, routing: Routing):
         )
     lines.append("extra memory: none (same weights; one more gate projection per routed layer on weak calls)")
     out = model.clone()
-    key = f"w2sd_experts:{uuid.uuid4().hex[:8]}"  # stacked pairs each keep their own
+    key = new_key("w2sd_experts")  # stacked pairs each keep their own
     runtime = ExpertRouting(list(gates), routing)
-    out.set_injections(key, [comfy.patcher_extension.PatcherInjection(runtime.inject, runtime.eject)])
-    out.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, key, runtime.apply_model_wrapper)
+    runtime.install(out, key)
     n, k = next(iter(shapes.values()))
-    summary = f"MoE experts: weak routes to {routing.describe(n, k)}"
-    stacked_on = model.get_attachment(PAIR_ATTACHMENT)
-    if stacked_on:
-        lines.append(f"stacked on an earlier pair, which stays active: {stacked_on.get('summary')}")
-        summary = f"{stacked_on.get('summary')} + {summary}"
-    attachment = {
-        "kind": "moe_experts",
-        "summary": summary,
-        "gates": len(gates),
-        "runtime": runtime,
-        "key": key,
-        "stacked_on": stacked_on,
-    }
-    out.set_attachments(PAIR_ATTACHMENT, attachment)
+    attachment = attach_pair(
+        out,
+        model,
+        EXPERTS,
+        f"MoE experts: weak routes to {routing.describe(n, k)}",
+        runtime=runtime,
+        key=key,
+        details={"gates": len(gates)},
+    )
+    if attachment.stacked_on is not None:
+        lines.append(f"stacked on an earlier pair, which stays active: {attachment.stacked_on.summary}")
     return out, lines, attachment
 
 

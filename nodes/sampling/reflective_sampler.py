@@ -8,7 +8,7 @@ hands the generic loop of ``w2sd_core.sample_with_reflection`` two callbacks:
 * ``reflect_at``: ``w2sd_core.reflect`` with the strong and weak denoisers, both being that same
   ``model`` called with a role tag in its model options, so inpainting masks, ControlNet, hooks and
   the guider's CFG apply to reflection calls as they do to normal steps;
-* ``SpanRunner``: the wrapped sampler's own function on a slice of the schedule (nodes/slicing.py).
+* ``SpanRunner``: the wrapped sampler's own function on a slice of the schedule (spans.py, slicing.py).
 
 Nothing is reflected (λ = 0, or no difference between the weak and strong side) -> the wrapped
 function runs once on the whole schedule with the untouched arguments: bit for bit the plain sampler.
@@ -16,20 +16,17 @@ function runs once on the whole schedule with the untouched arguments: bit for b
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
-import comfy.k_diffusion.sampling as k_sampling
-import comfy.model_management
 import comfy.samplers
 
-from ..w2sd_core import (
+from ...w2sd_core import (
     DEFAULT_END_PERCENT,
     DEFAULT_INVERSION,
+    DEFAULT_PLAN,
     INVERSIONS,
     NO_REFLECTION,
     ReflectionPlan,
@@ -39,10 +36,13 @@ from ..w2sd_core import (
     sample_with_reflection,
     sigma_after,
 )
-from ..w2sd_core.guidance import DEFAULT_GUIDANCE, DEFAULT_MODE, MODES, guide, guides, reflects
-from . import pairs, roles
-from .common import DEFAULT_REFLECT_STEPS, DEFAULT_REPEATS
-from .slicing import make_noise_sampler, needs_euler
+from ...w2sd_core.guidance import DEFAULT_GUIDANCE, DEFAULT_MODE, MODES, guides, reflects
+from ..comfy import compat
+from ..comfy.model_types import is_eps_family, prediction_name
+from . import roles
+from .role_cfgs import resolve_role_cfgs
+from .slicing import make_noise_sampler
+from .spans import Guidance, SpanRunner, cfg_of_guidance, role_denoiser
 
 log = logging.getLogger("w2sd")
 
@@ -56,11 +56,11 @@ def make_plan(reflect_steps: int, repeats: int, end_percent: float, model_sampli
 def check_inversion(inversion: str, model_sampling) -> None:
     """``official`` is the authors' DDIM code in sigma space, derived for eps-type (variance-
     preserving) models; it has no meaning for flow or other model types."""
-    if inversion == "official" and not pairs.is_eps_family(model_sampling):
+    if inversion == "official" and not is_eps_family(model_sampling):
         raise ValueError(
             f"W2SD: inversion 'official' reproduces the authors' DDIM code, derived for "
             f"eps-type (variance-preserving) models; this is a "
-            f"{pairs.prediction_name(model_sampling)} model. Use 'next' or 'current'."
+            f"{prediction_name(model_sampling)} model. Use 'next' or 'current'."
         )
 
 
@@ -69,8 +69,8 @@ class Settings:
     """The inputs of a reflecting sampler: the wrapped sampler and the plan."""
 
     inner: comfy.samplers.KSAMPLER
-    reflect_steps: int = DEFAULT_REFLECT_STEPS
-    repeats: int = DEFAULT_REPEATS
+    reflect_steps: int = DEFAULT_PLAN.steps
+    repeats: int = DEFAULT_PLAN.repeats
     end_percent: float = DEFAULT_END_PERCENT
     inversion: str = DEFAULT_INVERSION
     strong_cfg: float = -1.0
@@ -111,6 +111,7 @@ class ReflectingKSAMPLER(comfy.samplers.KSAMPLER):
         self.settings = settings
         self.report: RunReport | None = None
 
+    @compat.overrides("comfy.samplers:KSAMPLER.max_denoise")
     def max_denoise(self, model_wrap, sigmas):
         return self.settings.inner.max_denoise(model_wrap, sigmas)
 
@@ -144,7 +145,7 @@ def wrap_sampler(sampler, **settings) -> ReflectingKSAMPLER:
 def sample_w2sd(model, x, sigmas, extra_args=None, callback=None, disable=None, w2sd: ReflectingKSAMPLER = None):
     extra_args = {} if extra_args is None else extra_args
     settings, guider = w2sd.settings, model.inner_model  # KSamplerX0Inpaint -> guider
-    plan, pair, report = _plan_run(settings, guider, sigmas)
+    plan, cfgs, report = _plan_run(settings, guider, sigmas)
     w2sd.report = report
     inner = settings.inner
     if not (report.reflected_steps or report.guided_steps):
@@ -157,14 +158,14 @@ def sample_w2sd(model, x, sigmas, extra_args=None, callback=None, disable=None, 
         report.text(),
         settings.mode,
         _ranges(report.reflected_steps or report.guided_steps),
-        ", ".join(pair.differences),
+        ", ".join(cfgs.differences),
     )
 
     # A snapshot of extra_args: some samplers (the cfg_pp family) write their own post-CFG hooks
     # into the extra_args they are given, and those must not leak across spans.
     base_args = dict(extra_args)
-    strong = role_denoiser(model, guider, roles.STRONG, pair.strong.override, base_args)
-    weak = role_denoiser(model, guider, roles.WEAK, pair.weak.override, base_args)
+    strong = role_denoiser(model, guider, roles.STRONG, cfgs.strong.override, base_args)
+    weak = role_denoiser(model, guider, roles.WEAK, cfgs.weak.override, base_args)
 
     def reflect_at(x_, i):
         return reflect(
@@ -173,7 +174,7 @@ def sample_w2sd(model, x, sigmas, extra_args=None, callback=None, disable=None, 
 
     guidance = None
     if report.guided_steps:
-        guidance = Guidance(frozenset(report.guided_steps), settings.guidance, guider, pair)
+        guidance = Guidance(frozenset(report.guided_steps), settings.guidance, guider, cfgs)
     noise_sampler = make_noise_sampler(
         inner.sampler_function, inner.extra_options, x, sigmas, extra_args.get("seed", None)
     )
@@ -182,24 +183,24 @@ def sample_w2sd(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     report.cost = run_cost(
         report.steps,
         report.reflections,
-        pair.cfg,
-        pair.strong.cfg,
-        pair.weak.cfg,
+        cfgs.cfg,
+        cfgs.strong.cfg,
+        cfgs.weak.cfg,
         sampler_evaluations=spans.evaluations,
-        guided=0 if pair.cfg_only else spans.guided,
+        guided=0 if cfgs.cfg_only else spans.guided,
     )
     return out
 
 
 def _plan_run(settings: Settings, guider, sigmas):
-    """The plan, the pair and the report of a run, before anything is evaluated."""
+    """The plan, the role CFGs and the report of a run, before anything is evaluated."""
     model_sampling = guider.inner_model.model_sampling
     steps = len(sigmas) - 1
     plan = make_plan(settings.reflect_steps, settings.repeats, settings.end_percent, model_sampling)
-    pair = pairs.resolve_pair(guider, settings.strong_cfg, settings.weak_cfg)
-    report = RunReport(steps=steps, differences=pair.differences)
+    cfgs = resolve_role_cfgs(guider, settings.strong_cfg, settings.weak_cfg)
+    report = RunReport(steps=steps, differences=cfgs.differences)
     planned = plan.reflected_steps(sigmas) if steps > 0 else []
-    if planned and not pair.differences:
+    if planned and not cfgs.differences:
         report.skipped = (
             "nothing differs between the weak and the strong side (no weak model, "
             "no weak conditioning, equal strong/weak CFG)"
@@ -214,146 +215,18 @@ def _plan_run(settings: Settings, guider, sigmas):
         report.reflected_steps = planned
     if guides(settings.mode) and settings.guidance != 0:
         report.guided_steps = planned
-        if pair.cfg_only and planned:
+        if cfgs.cfg_only and planned:
             log.info(
                 "W2SD: a CFG-only pair in guide mode is plain CFG at %g on the guided steps (no extra evaluations)",
-                cfg_of_guidance(pair, settings.guidance),
+                cfg_of_guidance(cfgs, settings.guidance),
             )
     if report.reflected_steps:
         check_inversion(settings.inversion, model_sampling)
-    guided = 0 if pair.cfg_only else len(report.guided_steps)  # one evaluation a step assumed
+    guided = 0 if cfgs.cfg_only else len(report.guided_steps)  # one evaluation a step assumed
     report.cost = run_cost(
-        steps, len(report.reflected_steps) * plan.repeats, pair.cfg, pair.strong.cfg, pair.weak.cfg, guided=guided
+        steps, len(report.reflected_steps) * plan.repeats, cfgs.cfg, cfgs.strong.cfg, cfgs.weak.cfg, guided=guided
     )
-    return plan, pair, report
-
-
-def cfg_of_guidance(pair: pairs.Pair, w: float) -> float:
-    """Guidance is linear in CFG: with the same model and conds, D_s + w (D_s - D_w) is plain CFG
-    at this scale."""
-    return pair.strong.cfg + w * (pair.strong.cfg - pair.weak.cfg)
-
-
-@dataclass(frozen=True)
-class Guidance:
-    """The evaluation of a guided step: ``D_s + w (D_s - D_w)``, after each side's own CFG."""
-
-    steps: frozenset
-    w: float
-    guider: object
-    pair: pairs.Pair
-
-    def __call__(self, model, x, sigma, kwargs):
-        if self.pair.cfg_only:
-            with temporary_cfg(self.guider, cfg_of_guidance(self.pair, self.w)):
-                return model(x, sigma, **kwargs)
-        options = kwargs.get("model_options", {})
-        if getattr(self.guider, "evaluates_guidance", False):
-            tagged = roles.with_role(options, roles.GUIDE, **{roles.GUIDANCE_KEY: self.w})
-            return model(x, sigma, **{**kwargs, "model_options": tagged})
-        # The weak side first: samplers capturing the last call's uncond (CFG++) keep the strong one's.
-        weak = role_call(model, self.guider, roles.WEAK, self.pair.weak.override, x, sigma, kwargs)
-        return guide(
-            role_call(model, self.guider, roles.STRONG, self.pair.strong.override, x, sigma, kwargs), weak, self.w
-        )
-
-
-@contextlib.contextmanager
-def temporary_cfg(guider, cfg: float | None):
-    """The guider at another CFG for one call (None: as it is). Keeps ComfyUI's own CFG path,
-    its CFG-1 shortcut and any sampler_cfg_function patches."""
-    if cfg is None:
-        yield
-        return
-    saved, guider.cfg = guider.cfg, cfg
-    try:
-        yield
-    finally:
-        guider.cfg = saved
-
-
-def role_call(model, guider, role: str, cfg: float | None, x, sigma, kwargs: dict):
-    """``model(x, sigma, **kwargs)`` as one side of the pair: tagged with the role, at the role's
-    CFG where the sampler sets it."""
-    # ComfyUI checks for "stop" only in its progress hook, i.e. once per normal step.
-    comfy.model_management.throw_exception_if_processing_interrupted()
-    options = roles.with_role(kwargs.get("model_options", {}), role)
-    with temporary_cfg(guider, cfg):
-        return model(x, sigma, **{**kwargs, "model_options": options})
-
-
-def role_denoiser(model, guider, role: str, cfg: float | None, extra_args: dict):
-    """``D(x, sigma)`` for one reflection pass."""
-    return lambda x, sigma: role_call(model, guider, role, cfg, x, sigma, extra_args)
-
-
-class SpanRunner:
-    """Runs slices of the schedule with the wrapped sampler (``run_span`` of the core loop), with
-    one noise source for all slices, the global step index in callbacks, one progress bar, the
-    guided evaluation on the guided steps, and the sampler's own evaluations counted (heun,
-    dpmpp_sde... take several per step)."""
-
-    def __init__(self, model, inner, sigmas, extra_args, callback, noise_sampler, disable, guidance=None):
-        self.model, self.inner, self.sigmas = model, inner, sigmas
-        self.extra_args, self.callback, self.noise_sampler = extra_args, callback, noise_sampler
-        self.guidance = guidance
-        self.evaluations = self.guided = 0
-        self.step = 0  # the step the sampler is in (its callback ends each step)
-        self.progress = tqdm(total=len(sigmas) - 1, disable=disable)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.close()
-
-    def _evaluate(self, x, sigma, **kwargs):
-        self.evaluations += 1
-        if self.guidance is not None and self.step in self.guidance.steps:
-            self.guided += 1
-            return self.guidance(self.model, x, sigma, kwargs)
-        return self.model(x, sigma, **kwargs)
-
-    def _step_done(self, start: int, d: dict):
-        self.step = start + d["i"] + 1
-        if self.callback is not None:
-            # previews and the progress bar expect the step index of the whole schedule
-            self.callback({**d, "i": d["i"] + start})
-
-    def __call__(self, x, start: int, end: int):
-        # A "stop" during a reflection must not wait for the span's first model call.
-        comfy.model_management.throw_exception_if_processing_interrupted()
-        span = self.sigmas[start : end + 1]
-        self.step = start
-        callback = lambda d: self._step_done(start, d)
-        model = _Counted(self.model, self._evaluate)
-        if needs_euler(self.inner.sampler_function, start, end, len(self.sigmas) - 1):
-            out = k_sampling.sample_euler(
-                model, x, span, extra_args=dict(self.extra_args), callback=callback, disable=True
-            )
-        else:
-            options = dict(self.inner.extra_options)
-            if self.noise_sampler is not None:
-                options["noise_sampler"] = self.noise_sampler
-            out = self.inner.sampler_function(
-                model, x, span, extra_args=dict(self.extra_args), callback=callback, disable=True, **options
-            )
-        self.progress.update(end - start)
-        return out
-
-
-class _Counted:
-    """The sampler's model with calls routed through ``call``; every attribute is the model's own
-    (samplers read ``model.inner_model``...)."""
-
-    def __init__(self, model, call):
-        self._model, self._call = model, call
-
-    def __call__(self, *args, **kwargs):
-        return self._call(*args, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._model, name)
+    return plan, cfgs, report
 
 
 def _ranges(indices) -> str:

@@ -21,8 +21,8 @@ import comfy.model_base
 import comfy.samplers
 from comfy_api.latest import io
 
+from ..pair_types.base import pair_attachment, pairs_in
 from . import compat
-from .roles import PAIR_ATTACHMENT
 
 
 def inputs(node_cls, values: dict) -> None:
@@ -32,9 +32,9 @@ def inputs(node_cls, values: dict) -> None:
     numbers(node, schema, values)
     names(node, values)
     choices(node, schema, values)
-    lora_pair_with_checkpoint(node, values.get("model"), values.get("weak_model"))
+    pair_with_checkpoint(node, values.get("model"), values.get("weak_model"))
     for key in ("model", "weak_model"):
-        lora_applied_twice(node, key, values.get(key))
+        pair_misused(node, key, values.get(key))
     conditioning(node, values)
     pooled_output(node, values)
 
@@ -120,56 +120,22 @@ def choices(node: str, schema, values: dict) -> None:
         )
 
 
-# ---------------------------------------------------------------- a LoRA pair beside a checkpoint
-def _lora_pair(model):
-    get = getattr(model, "get_attachment", None)
-    pair = get(PAIR_ATTACHMENT) if get is not None else None
-    return pair if isinstance(pair, dict) and pair.get("kind") == "lora_delta" else None
-
-
-def lora_pair_with_checkpoint(node: str, model, weak_model) -> None:
-    """A Weak Model Builder LoRA pair switches strengths per role on its own weights. With a second
-    checkpoint as weak_model the weak passes run on that checkpoint, so the pair's weak_strength
-    (or, on the weak side, its strong_strength) would have no effect at all."""
+# ---------------------------------------------------------------- pairs inside a MODEL
+def pair_with_checkpoint(node: str, model, weak_model) -> None:
+    """A MODEL carrying a pair beside a second checkpoint as weak_model: its type may refuse it
+    (a LoRA pair's role strengths would not reach the weak passes)."""
     if model is None or weak_model is None or getattr(weak_model, "model", None) is model.model:
         return
-    for side, patcher, ignored in (
-        ("model", model, "weak_strength"),
-        ("weak_model", weak_model, "strong_strength and final_strength"),
-    ):
-        pair = _lora_pair(patcher)
+    for side, patcher in (("model", model), ("weak_model", weak_model)):
+        pair = pair_attachment(patcher)
         if pair is not None:
-            raise ValueError(
-                f"{node}: {side} carries a Weak Model Builder LoRA pair ({pair.get('summary')}) and "
-                f"weak_model is a second checkpoint, so the pair's {ignored} would have no effect; "
-                f"use one kind of pair: the builder's model alone (weak_model empty), or two "
-                f"checkpoints without the builder (a LoRA loader at one strength is fine)."
-            )
+            pair.type.check_beside_checkpoint(pair, node, side)
 
 
-# ---------------------------------------------------------------- the same LoRA twice
-def lora_applied_twice(node: str, key: str, model) -> None:
-    """A LoRA loader after a Weak Model Builder that loads the builder's own LoRA again: the
-    LoRA would be applied twice (the builder already fuses it at final_strength). The reverse
-    order is refused by the builder itself."""
-    from .lora_analysis import same_patch, split_key
-
-    patches = getattr(model, "patches", None)
-    get = getattr(model, "get_attachment", None)
-    pair = get(PAIR_ATTACHMENT) if get is not None and patches is not None else None
-    while isinstance(pair, dict):
-        own = (pair.get("patches") or {}) if pair.get("kind") == "lora_delta" else {}
-        for patch_key, value in own.items():
-            param_key, weight_slice, _ = split_key(patch_key)
-            for entry in patches.get(param_key, ()):
-                if entry[1] is not value and entry[3] == weight_slice and same_patch(entry[1], value):
-                    raise ValueError(
-                        f"{node}: {key} carries the LoRA '{pair.get('lora')}' twice: W2SD Weak Model "
-                        f"Builder fuses it at final_strength {pair.get('final_strength'):g} and a LoRA loader "
-                        f"after the builder applies it again (strength {entry[0]:g}); remove that LoRA "
-                        f"loader and set the builder's final_strength instead."
-                    )
-        pair = pair.get("stacked_on")
+def pair_misused(node: str, key: str, model) -> None:
+    """Each pair a MODEL input carries checks how the model uses it (e.g. its LoRA loaded twice)."""
+    for pair in pairs_in(model):
+        pair.type.check_model(pair, node, key, model)
 
 
 # ---------------------------------------------------------------- conditioning width

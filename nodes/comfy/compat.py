@@ -1,13 +1,15 @@
 """Feature detection: the ComfyUI internals the nodes call or override, checked by signature.
 
 ComfyUI changes its internals between releases. Every internal the pack calls with a fixed
-argument list, or overrides, is listed in ``CALLS`` / ``OVERRIDES`` with the arguments the pack
-uses; ``require()`` binds those against the running ComfyUI's signatures before a run, so a
+argument list is listed in ``CALLS`` with the arguments the pack uses; every override registers
+itself in ``OVERRIDES`` where it is defined (``@overrides``), so this module imports nothing of the
+pack. ``require()`` binds those against the running ComfyUI's signatures before a run, so a
 changed internal stops the run with one line naming the ComfyUI version and the internal, instead
 of a TypeError deep inside sampling. The pack still registers its nodes whatever this finds.
 
-The few places where supported releases differ on purpose (KSampler's latent preparation) are
-here too, each chosen by what the running ComfyUI offers.
+The places where supported releases differ on purpose (KSampler's latent preparation, the output
+dtype, io.Schema fields, latent_shapes, multi-GPU clones, flow noise scale, dynamic VRAM) are here
+too, each chosen by what the running ComfyUI offers.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import comfy.sample
 import comfy.samplers
 
 #: The ComfyUI releases CI runs the whole suite against (pyproject's requires-comfyui follows).
-TESTED_COMFYUI = ("0.3.64", "0.8.0")
+TESTED_COMFYUI = ("0.3.64", "0.8.0", "0.30.0")
 
 
 def comfyui_version() -> str:
@@ -118,17 +120,17 @@ CALLS = (
 @dataclass(frozen=True)
 class Override:
     """A ComfyUI method the pack overrides: every argument ComfyUI may pass to the base method
-    must be accepted by the override (``ours`` is ``module:attribute.path`` in this pack)."""
+    must be accepted by the override ``ours``."""
 
     base: str
-    ours: Callable[[], Callable]
+    ours: Callable
 
     def problem(self) -> str | None:
         try:
             base = inspect.signature(_attr(self.base))
         except (ImportError, AttributeError):
             return f"{self.base.replace(':', '.')} is missing"
-        ours = inspect.signature(self.ours())
+        ours = inspect.signature(self.ours)
         # ComfyUI passes required arguments by position and optional ones (latent_shapes...) by
         # name; the override must take both.
         params = [p for p in base.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
@@ -141,29 +143,25 @@ class Override:
         return None
 
 
-def _guider():
-    from .guider import W2SDGuider
-
-    return W2SDGuider
-
-
-def _ksampler():
-    from .reflecting import ReflectingKSAMPLER
-
-    return ReflectingKSAMPLER
+#: What the pack overrides, by base: ComfyUI calls these with its own arguments. Each override
+#: registers itself where it is defined (``@compat.overrides``), so this module imports nothing of
+#: the pack.
+OVERRIDES: dict[str, Override] = {}
 
 
-#: What the nodes override: ComfyUI calls these with its own arguments.
-OVERRIDES = (
-    Override("comfy.samplers:CFGGuider.sample", lambda: _guider().sample),
-    Override("comfy.samplers:CFGGuider.inner_sample", lambda: _guider().inner_sample),
-    Override("comfy.samplers:CFGGuider.predict_noise", lambda: _guider().predict_noise),
-    Override("comfy.samplers:KSAMPLER.max_denoise", lambda: _ksampler().max_denoise),
-)
+def overrides(base: str):
+    """Decorator: ``fn`` overrides ComfyUI's ``base`` (``module:attribute.path``); ``require()``
+    checks that it still accepts every argument ComfyUI passes."""
+
+    def register(fn):
+        OVERRIDES[base] = Override(base, fn)
+        return fn
+
+    return register
 
 
 def problems() -> list[str]:
-    return [p for check in (*CALLS, *OVERRIDES) if (p := check.problem()) is not None]
+    return [p for check in (*CALLS, *OVERRIDES.values()) if (p := check.problem()) is not None]
 
 
 def require() -> None:
@@ -254,6 +252,13 @@ def advanced() -> dict:
     from comfy_api.latest import io
 
     return {"advanced": True} if _takes(io.Input.__init__, "advanced") else {}
+
+
+def pass_latent_shapes(model, inner_sample_kwargs: dict) -> None:
+    """Newer ComfyUIs (late 2025) tell the sampling model the shapes of packed latents through
+    ``inner_sample``'s ``latent_shapes``; a second checkpoint sampled beside it needs them too."""
+    if "latent_shapes" in inner_sample_kwargs:
+        model.latent_shapes = inner_sample_kwargs["latent_shapes"]
 
 
 def multigpu(model_options: dict) -> bool:

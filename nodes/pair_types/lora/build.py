@@ -11,15 +11,16 @@ Patches that are not linear in the strength go through ComfyUI weight hooks, one
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field
 
 import comfy.patcher_extension
 
-from . import compat
-from .lora_analysis import LoraAnalysis, analyse_lora, check_base_model, check_magnitudes
-from .lora_runtime import LoraDeltaRuntime, WeightHookFallback
-from .roles import PAIR_ATTACHMENT, STRONG, WEAK
+from ...comfy import compat
+from ...sampling.roles import PAIR_ATTACHMENT, STRONG, WEAK
+from ..base import PairAttachment, attach_pair, new_key, pair_attachment
+from .analysis import LoraAnalysis, analyse_lora, check_base_model, check_magnitudes
+from .checks import LORA
+from .runtime import LoraDeltaRuntime, WeightHookFallback
 
 log = logging.getLogger("w2sd")
 
@@ -42,10 +43,10 @@ class LoraPair:
     warnings: list = field(default_factory=list)
     fallback_bytes: int = 0  # weights the weight hooks cover
     fallback_cached: bool = False  # one patched copy per role (else recomputed per switch)
-    stacked_on: dict | None = None  # an earlier builder's pair on the same model
+    stacked_on: PairAttachment | None = None  # an earlier builder's pair on the same model
 
     @property
-    def attachment(self) -> dict:
+    def attachment(self) -> PairAttachment:
         return self.model.get_attachment(PAIR_ATTACHMENT)
 
 
@@ -97,15 +98,6 @@ def _analyse(model, lora_sd: dict, lora_name: str) -> tuple[LoraAnalysis, list]:
     return analysis, warnings
 
 
-def _add_runtime(out, analysis: LoraAnalysis, role_delta: dict, key: str):
-    runtime = LoraDeltaRuntime(analysis.layers, role_delta, key)
-    out.set_injections(key, [comfy.patcher_extension.PatcherInjection(runtime.inject, runtime.eject)])
-    out.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_DETACH, key, runtime.on_detach)
-    out.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_CLEANUP, key, runtime.release)
-    out.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, key, runtime.apply_model_wrapper)
-    return runtime
-
-
 def _add_fallback(out, model, analysis: LoraAnalysis, strengths: dict, key: str) -> tuple[int, bool]:
     fallback = WeightHookFallback(analysis.fallback, strengths)
     fallback.register(out)
@@ -129,15 +121,16 @@ def build_lora_pair(
     analysis, warnings = _analyse(model, lora_sd, lora_name)
     check_magnitudes(analysis, lora_name, (final_strength, strong_strength, weak_strength))
     out = (_static_patcher(model, analysis) if analysis.fallback else model).clone()
-    key = f"{KEY_PREFIX}:{uuid.uuid4().hex[:8]}"
+    key = new_key(KEY_PREFIX)
     strengths = {None: final_strength, STRONG: strong_strength, WEAK: weak_strength}
     if analysis.fused:
         out.add_patches(analysis.fused, final_strength)
     runtime = None
     if analysis.layers:
         role_delta = {STRONG: strong_strength - final_strength, WEAK: weak_strength - final_strength}
-        runtime = _add_runtime(out, analysis, role_delta, key)
-    pair = LoraPair(out, analysis, lora_name, strengths, warnings, stacked_on=model.get_attachment(PAIR_ATTACHMENT))
+        runtime = LoraDeltaRuntime(analysis.layers, role_delta, key)
+        runtime.install(out, key)
+    pair = LoraPair(out, analysis, lora_name, strengths, warnings, stacked_on=pair_attachment(model))
     if analysis.fallback:
         pair.fallback_bytes, pair.fallback_cached = _add_fallback(out, model, analysis, strengths, key)
     if strong_strength == weak_strength:
@@ -145,28 +138,26 @@ def build_lora_pair(
             "strong_strength equals weak_strength, so the pair's sides do not differ: the W2SD samplers "
             "plan no reflection or guidance for it and sample plainly with the LoRA at final_strength"
         )
-    summary = f"LoRA '{lora_name}' strong {strong_strength:g} / weak {weak_strength:g} (final {final_strength:g})"
-    if pair.stacked_on:
-        # A builder upstream: its injection and wrapper travel with the clone and keep applying its
-        # role strengths, so the summary the samplers print must name both pairs.
-        summary = f"{pair.stacked_on.get('summary')} + {summary}"
-    out.set_attachments(
-        PAIR_ATTACHMENT,
-        {
-            "kind": "lora_delta",
-            "summary": summary,
+    attach_pair(
+        out,
+        model,
+        LORA,
+        f"LoRA '{lora_name}' strong {strong_strength:g} / weak {weak_strength:g} (final {final_strength:g})",
+        runtime=runtime,
+        key=key,
+        sides_differ=strong_strength != weak_strength,
+        moves_roles=strong_strength != final_strength or weak_strength != final_strength,
+        batches_per_chunk=not analysis.fallback,
+        details={
             "lora": lora_name,
             "final_strength": final_strength,
             "strong_strength": strong_strength,
             "weak_strength": weak_strength,
             "layers": len(analysis.layers),
             "fallback_patches": len(analysis.fallback),
-            "key": key,
-            "runtime": runtime,
             # what the builder patches, so a LoRA loader applying the same file again downstream
-            # can be recognised (nodes/validate.py); the model holds these tensors anyway
+            # can be recognised (LoraPairType.check_model); the model holds these tensors anyway
             "patches": {**analysis.fused, **analysis.fallback},
-            "stacked_on": pair.stacked_on,
         },
     )
     return pair

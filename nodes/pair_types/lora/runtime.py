@@ -5,46 +5,46 @@ fallback for patches that are not linear in the strength."""
 from __future__ import annotations
 
 import logging
-import threading
 
 import torch
 
 import comfy.hooks
+import comfy.patcher_extension
 
-from ..w2sd_core.lora_delta import LayerDelta
-from .lora_analysis import split_key
-from .owned_hooks import OwnedHooks
-from .roles import COND_ROLES_KEY, GUIDE, STRONG, WEAK, options_of_apply_model, role_of, role_of_apply_model
+from ....w2sd_core.lora_delta import LayerDelta
+from ...sampling.roles import COND_ROLES_KEY, GUIDE, STRONG, WEAK, options_of_apply_model, role_of, role_of_apply_model
+from ..base import RoleSwitch
+from .analysis import split_key
 
 log = logging.getLogger("w2sd")
 
 
-class LoraDeltaRuntime:
-    """The per-model state: role strengths, the active strength (thread-local), the forward hooks.
+class LoraDeltaRuntime(RoleSwitch):
+    """The per-model state: role strengths, the active strength (thread-local, ``RoleSwitch``), the
+    forward hooks that add each layer's delta at that strength.
 
-    One instance per built model; its hooks are OwnedHooks (nodes/owned_hooks.py).
+    One instance per built model; its hooks are OwnedHooks (nodes/pair_types/hooks.py).
     """
+
+    idle = 0.0
+    with_kwargs = True
 
     def __init__(self, layers: dict[str, LayerDelta], strengths: dict, key: str):
         self.layers = layers
         self.strengths = strengths  # role -> s_role - s_final
         self.key = key
-        self._local = threading.local()
         self._audit_pending = True
         self._fired: set = set()
-        self._hooks = OwnedHooks({name: self._hook(name) for name in layers}, with_kwargs=True)
+        super().__init__()
         self.calls = {STRONG: 0, WEAK: 0, GUIDE: 0, None: 0}
 
-    # -- active strength (set by the wrapper, read by the hooks)
-    def active(self) -> float:
-        return getattr(self._local, "strength", 0.0)
+    def forward_hooks(self) -> dict:
+        return {name: self._hook(name) for name in self.layers}
 
-    # -- injection (the hooks come and go with the model)
-    def inject(self, patcher) -> None:
-        self._hooks.inject(patcher)
-
-    def eject(self, patcher) -> None:
-        self._hooks.eject(patcher)
+    def install(self, out, key: str) -> None:
+        super().install(out, key)
+        out.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_DETACH, key, self.on_detach)
+        out.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_CLEANUP, key, self.release)
 
     def on_detach(self, patcher, unpatch_all=True) -> None:
         # The model is being unloaded: drop the factors cast for its device. (load_models_gpu also
@@ -68,7 +68,7 @@ class LoraDeltaRuntime:
         delta, local, fired = self.layers[name], self._local, self._fired
 
         def hook(module, args, kwargs, output):
-            strength = getattr(local, "strength", 0.0)
+            strength = getattr(local, "value", 0.0)
             if not _any(strength):
                 return None
             x = args[0] if args else kwargs.get("input", kwargs.get("x"))
@@ -80,7 +80,7 @@ class LoraDeltaRuntime:
 
         return hook
 
-    def _strength_of(self, args, kwargs):
+    def value_of_call(self, args, kwargs):
         """The call's strength; a batched guided call gets one per chunk of its batch."""
         options = options_of_apply_model(args, kwargs)
         role = role_of(options)
@@ -89,34 +89,34 @@ class LoraDeltaRuntime:
             return tuple(self.strengths.get(cond_roles[i], 0.0) for i in options.get("cond_or_uncond", ()))
         return self.strengths.get(role, 0.0)
 
-    # -- the APPLY_MODEL wrapper
     def apply_model_wrapper(self, executor, *args, **kwargs):
         role = role_of_apply_model(args, kwargs)
-        strength = self._strength_of(args, kwargs)
+        strength = self.value_of_call(args, kwargs)
         self.calls[role if role in (STRONG, WEAK, GUIDE) else None] += 1
-        previous = getattr(self._local, "strength", 0.0)
         audit = _any(strength) and self._audit_pending
-        self._local.strength = strength
         self._local.audit = audit
         try:
-            out = executor(*args, **kwargs)
+            with self.active_as(strength):
+                out = executor(*args, **kwargs)
         finally:
-            self._local.strength = previous
             self._local.audit = False
         if audit:
             self._audit_pending = False
-            missing = sorted(set(self.layers) - self._fired)
-            if missing:
-                # A layer whose weight is used without calling the module (custom forward code) never
-                # sees its hook: say so instead of running a silently partial delta.
-                log.warning(
-                    "W2SD LoRA delta: %d of %d LoRA'd layers were not called as modules in a "
-                    "reflection pass, so the role strengths do not reach them (first: %s)",
-                    len(missing),
-                    len(self.layers),
-                    ", ".join(missing[:5]),
-                )
+            self._warn_unfired()
         return out
+
+    def _warn_unfired(self) -> None:
+        missing = sorted(set(self.layers) - self._fired)
+        if missing:
+            # A layer whose weight is used without calling the module (custom forward code) never
+            # sees its hook: say so instead of running a silently partial delta.
+            log.warning(
+                "W2SD LoRA delta: %d of %d LoRA'd layers were not called as modules in a "
+                "reflection pass, so the role strengths do not reach them (first: %s)",
+                len(missing),
+                len(self.layers),
+                ", ".join(missing[:5]),
+            )
 
 
 def _any(strength) -> bool:

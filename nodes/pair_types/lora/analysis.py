@@ -14,7 +14,7 @@ import comfy.lora_convert
 import comfy.utils
 import comfy.weight_adapter
 
-from ..w2sd_core.lora_delta import BiasTerm, ConvGeometry, DenseTerm, LayerDelta, LinearGeometry, LoraTerm
+from ....w2sd_core.lora_delta import BiasTerm, ConvGeometry, DenseTerm, LayerDelta, LinearGeometry, LoraTerm
 
 # LoRA-file key prefixes that belong to text encoders: the builder is model-only (a CLIP LoRA loader
 # handles those), so they are counted apart from keys that failed to match the diffusion model.

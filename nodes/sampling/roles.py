@@ -17,7 +17,7 @@ GUIDANCE_KEY = "w2sd_guidance"
 COND_ROLES_KEY = "w2sd_cond_roles"
 
 #: ModelPatcher attachment naming a weak/strong difference that travels with the MODEL itself
-#: (e.g. a LoRA at two strengths): a dict with at least "kind" and "summary".
+#: (e.g. a LoRA at two strengths): a PairAttachment (nodes/pair_types/base.py).
 PAIR_ATTACHMENT = "w2sd_pair"
 
 
