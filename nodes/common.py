@@ -7,8 +7,15 @@ from comfy_api.latest import io
 
 from .comfy import compat
 
-from ..w2sd_core import DEFAULT_END_PERCENT, DEFAULT_INVERSION, DEFAULT_PLAN, INVERSIONS
-from ..w2sd_core.guidance import DEFAULT_GUIDANCE, DEFAULT_MODE, MODES  # noqa: F401 (re-exported)
+from ..w2sd_core import (  # noqa: F401 (DEFAULT_GUIDANCE, DEFAULT_MODE, MODES re-exported)
+    DEFAULT_END_PERCENT,
+    DEFAULT_GUIDANCE,
+    DEFAULT_INVERSION,
+    DEFAULT_MODE,
+    DEFAULT_PLAN,
+    INVERSIONS,
+    MODES,
+)
 
 CATEGORY = "sampling/w2sd"
 

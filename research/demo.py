@@ -25,7 +25,7 @@ from typing import Optional
 import torch
 
 from w2sd_core.plan import ReflectionPlan
-from w2sd_core.sampling import TOY, sample_euler, sample_euler_plain
+from w2sd_core import TOY, sample_euler, sample_euler_plain
 from .mixtures import DiscreteVPSchedule, mmd2, mode_kl, mode_weights, toy_problem
 
 BANDWIDTH = 0.5  # RBF kernel bandwidth of the MMD (the toy's modes are 0.15 wide, 1.15 apart)

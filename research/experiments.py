@@ -37,14 +37,7 @@ from typing import Callable, Optional
 import torch
 
 from w2sd_core.plan import ReflectionPlan
-from w2sd_core.sampling import (
-    DEFAULT_END_PERCENT,
-    DEFAULT_INVERSION,
-    DEFAULT_PLAN,
-    Preset,
-    sample_euler,
-    sample_euler_plain,
-)
+from w2sd_core import TOY, Preset, sample_euler, sample_euler_plain
 from .mixtures import DiscreteVPSchedule, ToyProblem, mmd2, mode_kl, toy_problem
 
 
@@ -191,7 +184,7 @@ def sweep(bench: Bench, step_counts=(20, 50)) -> dict:
                 for repeats in (1, 2):
                     configs.append((lam, 1.0, inversion, repeats))
         # reflection windows (the nodes' reflect_end_percent), incl. the default
-        for end_percent in sorted({0.7, 0.8, 0.85, 0.9, 0.95, DEFAULT_END_PERCENT}):
+        for end_percent in sorted({0.7, 0.8, 0.85, 0.9, 0.95, TOY.end_percent}):
             configs.append((-1, end_percent, "next", 1))
         for end_percent in (0.8, 0.9):
             configs.append((-1, end_percent, "official", 1))
@@ -291,15 +284,14 @@ def markdown(result: dict) -> str:
     )
     lines.append("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in result["rows"]:
-        default = (
-            DEFAULT_PLAN.steps != 0
-            and r["lam"] == DEFAULT_PLAN.steps
-            and r["repeats"] == DEFAULT_PLAN.repeats
-            and r["inversion"] == DEFAULT_INVERSION
-            and abs(r["end_percent"] - DEFAULT_END_PERCENT) < 1e-9
+        default = (  # the TOY preset (what the demo reflects with)
+            r["lam"] == TOY.steps
+            and r["repeats"] == TOY.repeats
+            and r["inversion"] == TOY.inversion
+            and abs(r["end_percent"] - TOY.end_percent) < 1e-9
         )
         lines.append(
-            f"| {r['steps']}{' (default)' if default else ''} | {r['lam']} | {r['end_percent']:.2f} | {r['inversion']} | {r['repeats']} | {r['evals']} "
+            f"| {r['steps']}{' (TOY)' if default else ''} | {r['lam']} | {r['end_percent']:.2f} | {r['inversion']} | {r['repeats']} | {r['evals']} "
             f"| **{_f(r['w2sd'], 2)}** | {_f(r['w2sd_kl'])} | {_f(r['strong_same'], 2)} | {_f(r['strong_equal'], 2)} "
             f"| {_f(r['identity'], 2)} | {_f(r['identity_drift'], 3)} | {_f(r['negative'], 2)} |"
         )

@@ -33,7 +33,7 @@ from typing import Optional
 
 import torch
 
-from w2sd_core.sampling import DEFAULTS, PAPER, Preset, sample_default, sample_euler, sample_euler_plain
+from w2sd_core import DEFAULTS, PAPER, Preset, sample_default, sample_euler, sample_euler_plain
 from .learned import EDMSchedule, Yardstick, make_yardstick
 
 EDM = EDMSchedule()

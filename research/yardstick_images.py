@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from w2sd_core import PAPER, Preset
+from w2sd_core import DEFAULTS, PAPER, Preset
 
 from .digit_features import Scorer
 from .digit_models import DigitConfig, load_digits_model, with_cfg
@@ -38,8 +38,8 @@ from .samplers import Candidate, Counted, sample, steps_for
 
 EDM = EDMSchedule()
 CFG_SCALE = 1.5
-#: What the yardstick recommends as the nodes' default (docs/defaults.md).
-RECOMMENDED_NAME = "guide w0.5"
+#: The nodes' default (w2sd_core.DEFAULTS), measured beside the other candidates (docs/defaults.md).
+RECOMMENDED_NAME = f"guide w{DEFAULTS.guidance}"
 
 
 def candidates() -> dict:

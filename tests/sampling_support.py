@@ -146,7 +146,9 @@ def w2sd_sampler(sampler="euler", **inputs):
 
     if isinstance(sampler, str):
         sampler = comfy.samplers.sampler_object(sampler)
-    inputs.setdefault("reflect_steps", -1)  # the tests exercise the method; the default is off
+    # the tests exercise reflection on every step but the last; the default guides instead
+    inputs.setdefault("reflect_steps", -1)
+    inputs.setdefault("mode", "reflect")
     return comfy_support.node_class("W2SDSampler").execute(sampler, **inputs).args[0]
 
 

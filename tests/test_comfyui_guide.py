@@ -277,6 +277,7 @@ def test_advanced_reflects_only_the_part_it_runs(comfy):
         reflect_end_percent=1.0,
         strong_cfg=5.0,
         weak_cfg=1.0,
+        mode="reflect",
     )
     # steps 3-5 of the 6 run here; step 5 goes into sigma 0 and is never reflected
     assert [c.role for c in calls].count("reflect_strong") == 2

@@ -252,17 +252,19 @@ def test_user_models_are_left_untouched_and_runs_repeat(comfy):
     assert_unchanged(before[1], weak)
 
 
-def test_a_plain_sampler_reflects_with_the_default_plan(comfy):
+def test_a_plain_sampler_runs_the_default_plan(comfy):
+    """A W2SD Guider with a plain sampler (no plan inputs) runs w2sd_core.DEFAULTS: every step but
+    the last gets what DEFAULTS.mode says (here a prompt pair, so guidance takes one batched call)."""
     import comfy.samplers
+    from w2sd_core import DEFAULTS, default_plan
+    from w2sd_core.guidance import guides, reflects
 
     model, calls = instrument(cs.tiny_model("eps"), analytic=True)
-    from w2sd_core import default_plan
-
-    _sample(_guider(model, strong_cfg=5.5, weak_cfg=1.0), comfy.samplers.sampler_object("euler"), steps=4)
+    _sample(_guider(model, weak_positive=cs.cond(5)), comfy.samplers.sampler_object("euler"), steps=4)
     default = default_plan(model.get_model_object("model_sampling").percent_to_sigma)
-    expected = len(default.reflected_steps(karras_sigmas(model, 4))) * default.repeats
+    planned = len(default.reflected_steps(karras_sigmas(model, 4)))
     roles = [c.role for c in calls]
-    # the default plan reflects nothing (docs/defaults.md): plain steps only, as in the core
-    assert expected == 0 and default.steps == 0
-    assert roles.count("reflect_strong") == roles.count("reflect_weak") == expected
-    assert roles.count(None) == 4
+    assert planned == 3  # every step but the last, into sigma 0
+    assert roles.count("guide") == (planned if guides(DEFAULTS.mode) else 0)
+    assert roles.count("reflect_strong") == (planned * default.repeats if reflects(DEFAULTS.mode) else 0)
+    assert roles.count(None) == 4 - (planned if guides(DEFAULTS.mode) else 0)

@@ -30,7 +30,8 @@ def _run(
     **optional,
 ):
     node = cs.node_class("W2SDReflectiveKSampler")
-    optional.setdefault("reflect_steps", -1)  # these tests exercise reflection; the default is off
+    optional.setdefault("reflect_steps", -1)  # these tests exercise reflection; the default guides
+    optional.setdefault("mode", "reflect")
     positive = positive if positive is not None else cs.cond(0, kind)
     negative = negative if negative is not None else cs.cond(1, kind)
     return node.execute(

@@ -276,6 +276,7 @@ def w2sd_high(reflect_steps: int) -> dict:
                 "inversion": "next",
                 "strong_cfg": -1.0,
                 "weak_cfg": 1.0,
+                "mode": "reflect",
             },
         },
         "guider": {

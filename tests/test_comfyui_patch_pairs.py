@@ -86,7 +86,13 @@ def test_in_a_real_prompt_reflect_steps_0_is_ksampler(extras):
         else:
             prompt[key] = {
                 "class_type": "W2SDReflectiveKSampler",
-                "inputs": {**inputs, "weak_model": [weak, 0], "reflect_steps": steps, "reflect_end_percent": 1.0},
+                "inputs": {
+                    **inputs,
+                    "weak_model": [weak, 0],
+                    "reflect_steps": steps,
+                    "reflect_end_percent": 1.0,
+                    "mode": "reflect",
+                },
             }
         prompt[f"keep_{key}"] = {"class_type": "TinyFixtureKeepLatent", "inputs": {"samples": [key, 0], "key": key}}
     out = cs.run_prompt(prompt)

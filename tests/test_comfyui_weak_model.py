@@ -374,6 +374,7 @@ def test_w2sd_run_with_lora_pair_equals_three_fused_clones(comfy, lora_dir):
         reflect_end_percent=1.0,
         repeats=1,
         inversion="next",
+        mode="reflect",
     )[0]["samples"]
 
     clones = {s: fused(base, sd, s) for s in (FINAL, STRONG_S, WEAK_S)}

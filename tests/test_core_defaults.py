@@ -53,7 +53,17 @@ def test_sample_default_is_the_explicit_composition(monkeypatch, preset):
     plan = ReflectionPlan.until_percent(
         preset.end_percent, EDM.percent_to_sigma, steps=preset.steps, repeats=preset.repeats, max_step=preset.max_step
     )
-    assert torch.equal(got, sample_euler(p.strong, x, sigmas, weak=p.weak, plan=plan, inversion=preset.inversion))
+    explicit = sample_euler(
+        p.strong,
+        x,
+        sigmas,
+        weak=p.weak,
+        plan=plan,
+        inversion=preset.inversion,
+        mode=preset.mode,
+        guidance=preset.guidance,
+    )
+    assert torch.equal(got, explicit)
     plain = sample_euler_plain(p.strong, x, sigmas)
     assert torch.equal(got, plain) == (not plan.reflected_steps(sigmas))
 
@@ -108,18 +118,18 @@ def yardsticks():
 
 
 @pytest.mark.parametrize("name", ["mixture", "digits"])
-def test_default_run_is_never_worse_than_plain_and_its_identity_control_stays_put(yardsticks, name):
+def test_the_defaults_identity_control_is_plain_sampling_on_the_learned_yardstick(yardsticks, name):
+    """Weak = strong must change nothing. Whether the default helps is measured on the image-like
+    yardstick (tests/test_research_yardstick.py); on this one's 2-D ring, guidance trades coverage
+    for precision and MMD rewards coverage (docs/defaults.md)."""
     from research import yardstick as ys
 
     y = yardsticks[name]
     noise = ys.noise_for(y)
     for scheduler, steps in CELLS:
         base = ys.plain(y, y.strong, scheduler, steps, noise)
-        for weak in (y.weak_early, y.weak_small):
-            x, _ = ys.run(y, weak, scheduler, steps, noise=noise)
-            assert y.metric(x) <= base * 1.0 + 1e-9, (name, scheduler, steps)
         ident, _ = ys.run(y, y.strong, scheduler, steps, noise=noise)
-        assert abs(y.metric(ident) / base - 1) <= 0.02, (name, scheduler, steps)
+        assert y.metric(ident) == pytest.approx(base, rel=1e-6), (name, scheduler, steps)
 
 
 def test_the_yardstick_can_tell_inversion_error_from_nothing(yardsticks):

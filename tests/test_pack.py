@@ -79,7 +79,7 @@ def test_comfyui_loads_the_pack_with_all_nodes(comfy):
 def test_every_node_shows_the_cores_defaults(comfy):
     """The plan inputs' defaults on every node are the core's DEFAULTS (what sample_default runs)."""
     from w2sd_core import DEFAULTS
-    from w2sd_core.guidance import DEFAULT_GUIDANCE, DEFAULT_MODE
+    from w2sd_core import DEFAULT_GUIDANCE, DEFAULT_MODE
 
     want = {
         "reflect_steps": DEFAULTS.steps,

@@ -62,7 +62,8 @@ def ksample(
     latent = latent if latent is not None else cs.latent(1, 8)
     positive = positive if positive is not None else cs.cond(0)
     negative = negative if negative is not None else cs.cond(1)
-    optional.setdefault("reflect_steps", -1)  # these probes exercise reflection; the default is off
+    optional.setdefault("reflect_steps", -1)  # these probes exercise reflection; the default guides
+    optional.setdefault("mode", "reflect")
     out = node("W2SDReflectiveKSampler").execute(
         model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, 1.0, **optional
     )

@@ -13,6 +13,7 @@ import torch
 from research import DiscreteVPSchedule, toy_problem
 from research.samplers import Candidate, Counted, plain_evaluations, sample, steps_for
 from w2sd_core import Preset, sample_euler
+from w2sd_core import DEFAULTS
 from w2sd_core.guidance import guide, guide_capped, guided
 
 VP = DiscreteVPSchedule()
@@ -124,7 +125,7 @@ def test_the_recommended_default_improves_every_unconditional_cell_and_the_rever
     feature FD on the full yardstick (docs/defaults.md, "Where it does not hold")."""
     yi, rows, folded = reduced
     name = yi.RECOMMENDED_NAME
-    assert yi.candidates()[name] == yi.RECOMMENDED
+    assert yi.candidates()[name] == yi.RECOMMENDED and yi.RECOMMENDED.preset == DEFAULTS and yi.RECOMMENDED.cap is None
     mine = [r for r in rows if r["candidate"] == name and r["table"] == "uncond"]
     assert len(mine) >= 4
     for r in mine:

@@ -8,16 +8,21 @@ k-diffusion convention (``x = x0 + sigma * eps`` for eps-family models, ``sigma`
 from .plan import NO_REFLECTION, ReflectionPlan, relative_step
 from .reflection import INVERSIONS, euler_step, inversion_step, reflect, sigma_batch
 from .cost import RunCost, passes_per_evaluation, run_cost
-from .sampling import (
+from .defaults import (
     DEFAULT_END_PERCENT,
+    DEFAULT_GUIDANCE,
     DEFAULT_INVERSION,
     DEFAULT_MAX_STEP,
+    DEFAULT_MODE,
     DEFAULT_PLAN,
     DEFAULTS,
     PAPER,
     TOY,
     Preset,
     default_plan,
+)
+from .guidance import MODES
+from .sampling import (
     invert,
     sample_default,
     sample_euler,
@@ -28,6 +33,9 @@ from .sampling import (
 
 __all__ = [
     "DEFAULT_END_PERCENT",
+    "DEFAULT_GUIDANCE",
+    "DEFAULT_MODE",
+    "MODES",
     "DEFAULT_INVERSION",
     "DEFAULT_MAX_STEP",
     "DEFAULT_PLAN",

@@ -15,9 +15,6 @@ from .reflection import Denoiser
 
 #: ``reflect``: W2SD. ``guide``: guidance on the planned steps. ``reflect+guide``: both.
 MODES = ("reflect", "guide", "reflect+guide")
-DEFAULT_MODE = "reflect"
-#: ``w``: 1 doubles the pair's difference (``2 D_s - D_w``).
-DEFAULT_GUIDANCE = 1.0
 
 
 def reflects(mode: str) -> bool:

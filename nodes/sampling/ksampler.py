@@ -14,8 +14,7 @@ import comfy.samplers
 import comfy.utils
 import latent_preview
 
-from ...w2sd_core import DEFAULT_END_PERCENT, DEFAULT_INVERSION, DEFAULT_PLAN
-from ...w2sd_core.guidance import DEFAULT_GUIDANCE, DEFAULT_MODE
+from ...w2sd_core import DEFAULT_END_PERCENT, DEFAULT_GUIDANCE, DEFAULT_INVERSION, DEFAULT_MODE, DEFAULT_PLAN
 from ..comfy import compat, validate
 from ..pair_types import two_models
 from .guider import make_guider

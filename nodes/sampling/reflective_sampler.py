@@ -25,9 +25,12 @@ import comfy.samplers
 
 from ...w2sd_core import (
     DEFAULT_END_PERCENT,
+    DEFAULT_GUIDANCE,
     DEFAULT_INVERSION,
+    DEFAULT_MODE,
     DEFAULT_PLAN,
     INVERSIONS,
+    MODES,
     NO_REFLECTION,
     ReflectionPlan,
     RunCost,
@@ -36,7 +39,7 @@ from ...w2sd_core import (
     sample_with_reflection,
     sigma_after,
 )
-from ...w2sd_core.guidance import DEFAULT_GUIDANCE, DEFAULT_MODE, MODES, guides, reflects
+from ...w2sd_core.guidance import guides, reflects
 from ..comfy import compat
 from ..comfy.model_types import is_eps_family, prediction_name
 from . import roles
