@@ -9,7 +9,15 @@ import comfy.samplers
 from comfy_api.latest import io, ui
 
 from .comfy import compat, validate
-from .common import CATEGORY, cfg_pair_inputs, mode_inputs, plan_inputs, schema_extras, weak_side_inputs
+from .common import (
+    CATEGORY,
+    DEFAULT_GUIDANCE,
+    cfg_pair_inputs,
+    mode_inputs,
+    plan_inputs,
+    schema_extras,
+    weak_side_inputs,
+)
 from .sampling.ksampler import W2SDInputs, reflective_ksampler
 
 
@@ -116,15 +124,18 @@ class W2SDReflectiveKSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="W2SDReflectiveKSampler",
-            display_name="W2SD Reflective KSampler",
+            # "W2SD" exactly: the frontend's node search ranks an exact name match first, and this
+            # is the node a newcomer wants when typing the pack's name.
+            display_name="W2SD",
             category=CATEGORY,
             **schema_extras(),
             description=(
-                "KSampler with W2SD (Weak-to-Strong Diffusion with Reflection): before each "
-                "reflected step the latent goes one step down with the strong side and back up "
-                "with the weak side (a weak model, a weak prompt or a weak CFG), then the normal "
-                "step runs. reflect_steps 0 = exactly KSampler. Each reflection costs two model "
-                "evaluations; the node reports the total."
+                "W2SD Reflective KSampler: KSampler plus a weak side (a weak model, a weak "
+                "prompt or a weak CFG). With nothing connected it is KSampler exactly. With a weak "
+                "side it steers every step but the last away from the weak side (guide mode, "
+                f"w {DEFAULT_GUIDANCE:g}: one extra model evaluation per step, batched where the pair allows); "
+                "mode reflect runs the paper's reflection instead (two extra evaluations per "
+                "step). The node shows the cost before the run and reports it after."
             ),
             inputs=[
                 io.Model.Input("model", tooltip=_MODEL_TIP),

@@ -65,10 +65,16 @@ def test_web_files_make_no_network_requests():
 
 
 def test_only_extension_code_and_help_pages_in_web():
-    """ComfyUI serves every .js under web/ as an extension; web/docs/ holds the help pages."""
+    """ComfyUI serves every .js under web/ as an extension; web/docs/ holds the help pages
+    (docs/<NodeId>.md and docs/<NodeId>/en.md)."""
     for path in WEB.rglob("*"):
         if path.is_file():
-            ok = path.suffix == ".js" if path.parent == WEB else path.parent == WEB / "docs" and path.suffix == ".md"
+            if path.parent == WEB:
+                ok = path.suffix == ".js"
+            elif path.parent == WEB / "docs":
+                ok = path.suffix == ".md"
+            else:
+                ok = path.parent.parent == WEB / "docs" and path.name == "en.md"
             assert ok, f"{path} does not belong in web/"
 
 
@@ -86,7 +92,36 @@ def test_a_help_page_per_node():
     for node_id in node_ids:
         page = WEB / "docs" / f"{node_id}.md"
         assert page.is_file(), f"no help page {page.name}"
-        assert page.read_text(encoding="utf-8").startswith("# "), f"{page.name} needs a title"
+        text = page.read_text(encoding="utf-8")
+        assert text.startswith("# "), f"{page.name} needs a title"
+        # the help panel asks for docs/<NodeId>/<locale>.md first (a 404 in the console for each
+        # opening otherwise), then docs/<NodeId>.md: the same page under both names
+        localized = WEB / "docs" / node_id / "en.md"
+        assert localized.is_file() and localized.read_text(encoding="utf-8") == text, (
+            f"{localized} differs from {page.name}"
+        )
+        # the help panel is about 280 px wide: tables do not fit it (lists do)
+        assert not re.search(r"^\s*\|.*\|\s*$", text, flags=re.M), f"{page.name} has a table"
+
+
+@needs_node
+def test_js_default_plan_mirrors_the_core_defaults():
+    """web/w2sd_cost.js DEFAULT_PLAN (the plan of a W2SD Guider over a plain sampler, and of a
+    widget the page cannot read) is w2sd_core.DEFAULTS."""
+    from w2sd_core import DEFAULTS
+
+    script = f"""
+        import {{ DEFAULT_PLAN }} from {json.dumps(COST_JS.as_uri())};
+        console.log(JSON.stringify(DEFAULT_PLAN));
+    """
+    js = json.loads(run_node(script))
+    assert js == {
+        "reflect_steps": DEFAULTS.steps,
+        "reflect_end_percent": DEFAULTS.end_percent,
+        "repeats": DEFAULTS.repeats,
+        "mode": DEFAULTS.mode,
+        "guidance": DEFAULTS.guidance,
+    }, js
 
 
 @needs_node
@@ -268,7 +303,8 @@ def expected_cost(values: dict, linked=(), advanced=False):
     widget values: the planned steps from ReflectionPlan on the node's schedule (for the Advanced
     node cut by nodes/ksampler.py's schedule()), reflections and guided evaluations as
     nodes/reflecting.py counts them, the passes from w2sd_core.run_cost.
-    Returns (cost, whether the page can only bound the count, what switched W2SD off or None)."""
+    Returns (cost, whether the page can only bound the count, what switched W2SD off or None,
+    whether anything differs between the sides)."""
     import torch
     from w2sd_core import ReflectionPlan, run_cost
     from w2sd_core.guidance import guides, reflects
@@ -290,7 +326,9 @@ def expected_cost(values: dict, linked=(), advanced=False):
         sigmas = sigmas[start:] if start < len(sigmas) - 1 else sigmas[:0]
     run = max(0, len(sigmas) - 1)
     off = (
-        "reflect_steps 0"
+        None
+        if not differs
+        else "reflect_steps 0"
         if values["reflect_steps"] == 0
         else "guidance 0"
         if not reflects(mode) and guides(mode) and w == 0
@@ -302,7 +340,7 @@ def expected_cost(values: dict, linked=(), advanced=False):
     reflections = len(planned) * values["repeats"] if reflects(mode) else 0
     guided = len(planned) if guides(mode) and w != 0 and not cfg_only else 0
     cost = run_cost(run, reflections, cfg, strong, weak, guided=guided)
-    return cost, values["reflect_end_percent"] < 1 and bool(planned), off
+    return cost, values["reflect_end_percent"] < 1 and bool(planned), off, differs
 
 
 def parse_line(text: str) -> dict:
@@ -318,7 +356,13 @@ def parse_line(text: str) -> dict:
         elif m := re.fullmatch(r"(\d+) guided", part):
             got["guided"] = int(m.group(1))
             key = "guided"
-        elif m := re.fullmatch(r"(\d+) guided as CFG (\d+(?:\.\d{1,2})?)", part):
+        elif m := re.fullmatch(r"(\d+) reflect\+guide", part):
+            got["reflections"] = got["guided"] = int(m.group(1))
+            key = ("reflections", "guided")
+        elif m := re.fullmatch(r"(\d+) refl\. \+ (\d+) guided", part):
+            got["reflections"], got["guided"] = int(m.group(1)), int(m.group(2))
+            key = ("reflections", "guided")
+        elif m := re.fullmatch(r"(\d+) steps? at CFG (\d+(?:\.\d{1,2})?)", part):
             got["cfg_as"] = (int(m.group(1)), float(m.group(2)))
             key = "cfg_as"
         elif m := re.fullmatch(r"(\d+) evals", part):
@@ -330,18 +374,25 @@ def parse_line(text: str) -> dict:
         else:
             raise AssertionError(f"unexpected part {part!r} in {text!r}")
         if le:
-            got["bounded"].add(key)
+            got["bounded"].update(key if isinstance(key, tuple) else (key,))
     return got
 
 
-def check_text(text, cost, bounded, off=None, *, where):
+#: what a node with nothing different between its sides says, whatever its plan (web/w2sd_cost.js)
+NO_WEAK_SIDE = "to use W2SD: add a weak model, prompt or CFG"
+
+
+def check_text(text, cost, bounded, off=None, differs=True, *, where):
     """The numbers in a cost line equal the expected cost's; '≤' exactly where only a bound is known;
-    'W2SD off' exactly where the plan is off."""
+    'W2SD off' exactly where the plan is off; what is missing where nothing differs."""
+    if not differs:
+        assert text == NO_WEAK_SIDE, f"{where}: {text!r}, expected {NO_WEAK_SIDE!r}"
+        return
     if off:
         assert text == f"W2SD off · {off}", f"{where}: {text!r}, expected W2SD off ({off})"
         return
     assert not text.startswith("W2SD off"), f"{where}: {text!r}"
-    if text.startswith(("no weak side: plain sampling · ", "nothing planned · ")):
+    if text.startswith("nothing planned · "):
         assert cost.reflections == cost.guided == 0 and text.split(" · ")[1] == f"{cost.evaluations} evals", (
             f"{where}: {text!r} vs {cost}"
         )
@@ -353,9 +404,13 @@ def check_text(text, cost, bounded, off=None, *, where):
         cost.evaluations,
     ), f"{where}: {text!r} vs {cost}"
     assert math.isclose(got["ratio"], cost.ratio, abs_tol=0.005 + 1e-9), f"{where}: {text!r} vs {cost.ratio}"
-    numbers = {k for k in ("reflections", "guided", "cfg_as") if got[k]} | {"evaluations"}
-    if cost.passes != cost.plain_passes:
-        numbers.add("ratio")
+    # a bounded count of reflected or guided steps bounds the evaluations and the time too; the steps
+    # a CFG pair runs at another CFG cost nothing extra, so the evaluations stay exact
+    numbers = {k for k in ("reflections", "guided", "cfg_as") if got[k]}
+    if cost.reflections or cost.guided:
+        numbers.add("evaluations")
+        if cost.passes != cost.plain_passes:
+            numbers.add("ratio")
     assert got["bounded"] == (numbers if bounded else set()), f"{where}: '≤' wrong in {text!r}"
 
 
@@ -483,6 +538,14 @@ def run_browser(tmp_path, root):
     return seen, workflows, templates, history, thumbs
 
 
+def names_ksampler(name: str, definitions: dict) -> bool:
+    """Whether a search result's text is the Reflective KSampler: it starts with that node's
+    display name and with no other W2SD node's (all start with "W2SD")."""
+    title = definitions["W2SDReflectiveKSampler"]["display_name"]
+    others = [d["display_name"] for k, d in definitions.items() if k.startswith("W2SD") and d["display_name"] != title]
+    return name.startswith(title) and not any(name.startswith(o) for o in others)
+
+
 def added_defaults(definition: dict, want: list, loaded: list) -> list:
     """What the frontend appends to a node saved before its release added optional widgets at the
     end (0.30's CreateVideo bit_depth): those widgets' defaults, from the server's definition."""
@@ -514,17 +577,15 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
     # the extension was served and registered, and caused no errors or deprecation warnings
     assert any(u.endswith("/w2sd.js") and "/extensions/" in u for u in seen["requests"]), "web/w2sd.js never loaded"
     assert EXTENSION_NAME in seen["extensions"], seen["extensions"]
-    # the help panel first asks for docs/<NodeId>/<locale>.md and falls back to docs/<NodeId>.md:
-    # the 404 of that probe is the frontend's, not the pack's
-    ours = [e for e in seen["errors"] if "w2sd" in e.lower() and not re.search(r"/docs/W2SD\w+/[a-z-]+\.md", e, re.I)]
+    # the help panel first asks for docs/<NodeId>/<locale>.md, then docs/<NodeId>.md: both are there
+    ours = [e for e in seen["errors"] if "w2sd" in e.lower()]
     assert not ours, f"errors from the extension: {ours}"
     deprecated = [w for w in seen["warnings"][seen["mark"] :] if "deprecat" in w.lower()]
     assert not deprecated, f"deprecation warnings while the extension worked: {deprecated}"
-    assert not [
-        u
-        for u in seen["requests"]
-        if u.startswith("404 ") and "w2sd" in u.lower() and not re.search(r"/docs/W2SD\w+/[a-z-]+\.md", u, re.I)
-    ], seen["requests"]
+    assert not [u for u in seen["requests"] if u[:1] in "45" and " " in u and "w2sd" in u.lower()], [
+        u for u in seen["requests"] if u[:1] in "45" and " " in u
+    ]
+    assert any(re.search(r"/docs/W2SDReflectiveKSampler/en\.md$", u) for u in seen["requests"]), "en.md never asked for"
 
     renderers = ["classic"] + (["vue"] if seen["hasVue"] else [])
     assert sorted(seen["renderers"]) == sorted(renderers)
@@ -545,17 +606,21 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
                 assert snap["vueNode"], f"{at}: the node is not rendered by Nodes 2.0"
             shown = visible_cost(snap, at, caption)
             assert shown == snap["shown"]["text"], at
-            check_text(shown, *expected_cost(snap["values"], snap["linked"]), where=at)
-            assert shown != previous, f"{at}: the text did not change"
-            previous = shown
+            expected = expected_cost(snap["values"], snap["linked"])
+            check_text(shown, *expected, where=at)
+            check_hover(snap, expected, where=at)
+            if previous and previous[1][0] != expected[0]:
+                assert shown != previous[0], f"{at}: the text did not change"
+            previous = (shown, expected)
+            if caption:  # the node keeps the width it was created with: the line must fit it
+                assert not snap["clipped"], f"{at}: the line is cut off at the default width: {snap}"
         snaps = {}
         for snap in got["ksampler"]["snaps"]:
             snaps.setdefault(snap["label"], snap)  # the first of a repeated label
-        assert snaps["defaults"]["shown"]["text"] == "W2SD off · reflect_steps 0", snaps["defaults"]
-        assert snaps["reflect_steps=-1"]["shown"]["text"].startswith("no weak side")
-        assert snaps["weak_positive linked"]["shown"]["text"].startswith("≤ "), "the default 0.8 window only bounds λ"
-        assert snaps["reflect_steps=12"]["shown"]["text"] == "12 reflections · 49 evals · ×1.96 time"
-        assert snaps["mode=guide"]["shown"]["text"] == "12 guided · 37 evals · ×1.48 time"
+        # a fresh node says what it needs, whatever the default plan
+        assert snaps["defaults"]["shown"]["text"] == NO_WEAK_SIDE, snaps["defaults"]
+        assert snaps["reflect_steps=-1"]["shown"]["text"] == NO_WEAK_SIDE, snaps["reflect_steps=-1"]
+        assert "weak_model" in snaps["defaults"]["shown"]["detail"], snaps["defaults"]
 
         # 2) building blocks: the numbers follow the scheduler, the sampler's mode, the MoE pair
         custom = got["custom"]
@@ -563,12 +628,11 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
         assert custom["a"][1] == custom["a"][0]
         check_text(custom["b"][0], run_cost(10, 9, 7.0, 7.0, 1.0), False, where=f"{where}: scheduler steps 10")
         # a CFG-only pair in guide mode is plain CFG at 7 + 1 * (7 - 1) = 13: no extra evaluation
-        assert custom["g"] == "9 guided as CFG 13 · 10 evals · ×1 time", custom["g"]
-        assert custom["e0"].startswith("no weak side"), custom["e0"]
+        assert custom["g"] == "9 steps at CFG 13 · 10 evals · ×1 time", custom["g"]
+        assert custom["e0"] == NO_WEAK_SIDE, custom["e0"]
         check_text(custom["e1"], run_cost(10, 0, 7.0, 7.0, 7.0, guided=9), False, where=f"{where}: W2SD Expert Pair")
-        assert custom["c"] == "W2SD off · reflect_steps 0", (
-            f"{where}: a plain sampler runs the default plan: {custom['c']}"
-        )
+        # a plain sampler under the guider runs the default plan (w2sd_core.DEFAULTS) on the MoE pair
+        check_text(custom["c"], *default_plan_cost(steps=10, cfg=7.0), where=f"{where}: the default plan")
         for step in custom["advanced"]:
             check_text(
                 step["text"],
@@ -608,47 +672,128 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
         assert not run["edited"]["report"] and run["edited"]["text"] == run["edited"]["estimate"], run["edited"]
         assert run["before"] != run["after"]["text"]
 
-        # 4) the help page opens in the frontend's node documentation panel
-        assert got["help"] == {"clicked": True, "shown": True}, f"{where}: help page not shown: {got['help']}"
+        # 4) the help page opens in the frontend's node documentation panel and fits it
+        for key in ("help", "helpAdvanced"):
+            help_page = got[key]
+            assert help_page.get("clicked") and help_page.get("shown"), f"{where}: help page not shown: {help_page}"
+            assert help_page["panel"], f"{where}: help page not found in the page: {help_page}"
+            assert not help_page["wide"] and not help_page["overflow"], f"{where}: wider than the panel: {help_page}"
+            assert help_page["tables"] == 0, f"{where}: a table in the help panel: {help_page}"
+
+        # 5) the node search: "W2SD" finds the Reflective KSampler first, the newcomer's words find the pack
+        found = {query: result.get("names") for query, result in got["search"].items()}
+        assert found["W2SD"], f"{where}: the search box showed nothing: {got['search']}"
+        assert names_ksampler(found["W2SD"][0], seen["definitions"]), (
+            f"{where}: searching W2SD lists first {found['W2SD'][:3]}"
+        )
+        if comfyui_version() >= (0, 30, 0):  # io.Schema's search_aliases: the server sends them from 0.30 on
+            for query in ("weak to strong", "z-sampling", "autoguidance"):
+                assert any(names_ksampler(name, seen["definitions"]) for name in found[query] or []), (
+                    f"{where}: searching {query!r} finds {found[query]}"
+                )
     assert any("/docs/W2SDReflectiveKSampler" in u for u in seen["requests"]), "the help page was never fetched"
 
     # 5) the workflows: offered as templates with thumbnails, load with every node type known
-    from w2sd_core.guidance import DEFAULT_GUIDANCE, DEFAULT_MODE
+    from w2sd_core import DEFAULT_GUIDANCE, DEFAULT_MODE
 
     mode_defaults = [DEFAULT_MODE, DEFAULT_GUIDANCE]
     assert sorted(templates.get(comfy_support_pack(), [])) == sorted(workflows), templates
     assert thumbs == {name: 200 for name in workflows}, thumbs
-    for name, got in seen["workflows"].items():
-        data = workflows[name]
-        assert not got["missing"], f"{name}: node types missing in the frontend: {got['missing']}"
-        assert sorted(n[:2] for n in got["nodes"]) == sorted([n["id"], n["type"]] for n in data["nodes"]), name
-        saved = {n[0]: n[2] for n in got["nodes"]}
-        for node in data["nodes"]:
-            want = node.get("widgets_values") or None
-            if want is None:
-                continue  # no values in the file (e.g. PreviewAny): the frontend's own display widgets
-            if node["type"] in MODE_NODES and len(saved[node["id"]] or []) == len(want) + len(mode_defaults):
-                want = want + mode_defaults  # saved before mode/guidance existed: their defaults
-            want = want + added_defaults(seen["definitions"][node["type"]], want, saved[node["id"]] or [])
-            assert saved[node["id"]] == want, f"{name}: node {node['id']} ({node['type']}) changed on load"
-        shows_cost = {"W2SDReflectiveKSampler", "W2SDReflectiveKSamplerAdvanced", "W2SDSampler", "W2SDGuider"}
-        assert len(got["captions"]) == sum(n["type"] in shows_cost for n in data["nodes"]), name
-        for caption in got["captions"]:
-            assert caption["text"] and "unavailable" not in caption["text"] and "connect" not in caption["text"], (
-                name,
-                caption,
+    # the template browser lists them in number order (the extension sorts the server's list)
+    listed = seen["templates"].get(comfy_support_pack(), [])
+    assert listed == sorted(workflows), f"templates out of order: {listed}"
+    layouts = {"classic": seen["workflows"]} | ({"vue": seen["workflowsVue"]} if seen["hasVue"] else {})
+    for renderer, loaded in layouts.items():
+        for name, got in loaded.items():
+            check_loaded_workflow(
+                f"{label}/{renderer}: {name}", workflows[name], got, seen["definitions"], mode_defaults
             )
-        boxes = got["boxes"]
-        overlaps = [
-            (a[:2], b[:2])
-            for i, a in enumerate(boxes)
-            for b in boxes[i + 1 :]
-            if a[2] < b[2] + b[4] and b[2] < a[2] + a[4] and a[3] < b[3] + b[5] and b[3] < a[3] + a[5]
-        ]
-        assert not overlaps, f"{name}: nodes overlap as laid out in the frontend: {overlaps}"
-        if name.startswith("W2SD 10 "):  # 20 steps split at 10: W2SD on the high part, leftover noise
-            for caption in got["captions"]:
-                check_text(caption["text"], run_cost(10, 5, 3.5, 3.5, 1.0), False, where=f"{name}: SplitSigmas")
+
+
+def check_loaded_workflow(name, data, got, definitions, mode_defaults):
+    """One example workflow as the frontend loaded it: every node type known, widget values as
+    saved, a cost line on each W2SD sampling node that fits it, no two nodes overlapping and every
+    node inside the group it was saved in, as this renderer lays them out."""
+
+    assert not got["missing"], f"{name}: node types missing in the frontend: {got['missing']}"
+    assert sorted(n[:2] for n in got["nodes"]) == sorted([n["id"], n["type"]] for n in data["nodes"]), name
+    saved = {n[0]: n[2] for n in got["nodes"]}
+    for node in data["nodes"]:
+        want = node.get("widgets_values") or None
+        if want is None:
+            continue  # no values in the file (e.g. PreviewAny): the frontend's own display widgets
+        if node["type"] in MODE_NODES and len(saved[node["id"]] or []) == len(want) + len(mode_defaults):
+            want = want + mode_defaults  # saved before mode/guidance existed: their defaults
+        if node["type"] in definitions:  # frontend-only nodes (notes) have no server definition
+            want = want + added_defaults(definitions[node["type"]], want, saved[node["id"]] or [])
+        assert saved[node["id"]] == want, f"{name}: node {node['id']} ({node['type']}) changed on load"
+    shows_cost = {"W2SDReflectiveKSampler", "W2SDReflectiveKSamplerAdvanced", "W2SDSampler", "W2SDGuider"}
+    assert len(got["captions"]) == sum(n["type"] in shows_cost for n in data["nodes"]), name
+    for caption in got["captions"]:
+        text = caption["text"] if caption["attached"] else caption["shown"]["text"]
+        assert text and "unavailable" not in text and "connect" not in text and text != NO_WEAK_SIDE, (name, caption)
+        assert not caption["clipped"], f"{name}: the cost line is cut off: {caption}"
+    boxes = got["boxes"]
+    overlaps = [
+        (a[:2], b[:2], [round(v) for v in a[2:6]], [round(v) for v in b[2:6]])
+        for i, a in enumerate(boxes)
+        for b in boxes[i + 1 :]
+        if a[2] < b[2] + b[4] and b[2] < a[2] + a[4] and a[3] < b[3] + b[5] and b[3] < a[3] + a[5]
+    ]
+    assert not overlaps, f"{name}: nodes overlap as laid out in the frontend: {overlaps}"
+    by_id = {str(b[0]): b for b in boxes}
+    for title, (gx, gy, gw, gh) in got["groups"]:
+        members = [n for n in data["nodes"] if gx <= n["pos"][0] < gx + gw and gy <= n["pos"][1] < gy + gh]
+        assert members, f"{name}: group {title!r} holds no node"
+        for node in members:
+            _, _, x, y, w, h, _ = by_id[str(node["id"])]
+            # below the group's title bar (and the node's W2SD badge above its title with it)
+            assert gx <= x and x + w <= gx + gw and gy + 60 <= y and y + h <= gy + gh, (
+                f"{name}: node {node['id']} ({node['type']}) at {[round(v) for v in (x, y, w, h)]} "
+                f"is not inside group {title!r} {[gx, gy, gw, gh]}"
+            )
+    if name.endswith("W2SD 10 - Wan 2.2 video, CFG pair on the high-noise expert"):
+        # 20 steps split at 10: the W2SD nodes run the high part, 10 steps (whatever the plan)
+        for caption in got["captions"]:
+            text = caption["text"] if caption["attached"] else caption["shown"]["text"]
+            numbers = parse_line(text)
+            assert numbers["evaluations"] - 2 * numbers["reflections"] - numbers["guided"] == 10, f"{name}: {text!r}"
+
+
+def default_plan_cost(steps, cfg):
+    """expected_cost for a sampler running w2sd_core.DEFAULTS with a weak side and no CFG pair."""
+    from w2sd_core import DEFAULTS
+
+    values = {
+        "steps": steps,
+        "cfg": cfg,
+        "denoise": 1.0,
+        "strong_cfg": -1,
+        "weak_cfg": -1,
+        "reflect_steps": DEFAULTS.steps,
+        "repeats": DEFAULTS.repeats,
+        "reflect_end_percent": DEFAULTS.end_percent,
+        "mode": DEFAULTS.mode,
+        "guidance": DEFAULTS.guidance,
+    }
+    return expected_cost(values, ["weak_model"])
+
+
+def check_hover(snap, expected, *, where):
+    """The hover (the caption's title) says the same evaluations as the line, 'up to' exactly where
+    the line says '≤'."""
+    cost, bounded, off, differs = expected
+    detail = snap["shown"]["detail"]
+    if snap.get("attached"):
+        assert snap["title"] == detail, f"{where}: the hover is not the detail: {snap}"
+    first = detail.split("\n")[0]
+    if not differs or off:
+        assert f"{cost.steps} model evaluations" in first, f"{where}: {detail!r}"
+        return
+    extra = cost.reflections or cost.guided
+    up_to = "up to " if bounded and extra else ""
+    assert first.endswith(f"{up_to}{cost.evaluations} model evaluations"), f"{where}: {first!r} vs {cost}"
+    assert not re.search(r"\b0 (guided|reflections)", first), f"{where}: {first!r}"
 
 
 def comfy_support_pack():

@@ -304,8 +304,11 @@ def test_there_is_a_workflow_per_pair_type():
 
 
 def test_template_browser_titles_sort_and_thumbnails():
-    """The template browser titles custom workflows by file name, lists them in the server's order
-    and asks for <name>.jpg beside each: readable numbered names and one JPEG each."""
+    """The template browser titles custom workflows by file name and asks for <name>.jpg beside
+    each: readable numbered names and one JPEG each. The server lists them in directory order;
+    the web extension sorts them (the browser test checks the order the frontend gets)."""
+    assert [p.stem for p in WORKFLOWS] == sorted(p.stem for p in WORKFLOWS)
+    assert [int(p.stem[5:7]) for p in sorted(WORKFLOWS)] == list(range(1, len(WORKFLOWS) + 1))
     for path in WORKFLOWS:
         assert re.fullmatch(r"W2SD \d\d - [A-Z][\w .,()+-]+", path.stem), path.name
         thumb = path.with_suffix(".jpg")
@@ -340,6 +343,45 @@ def test_every_model_file_carries_download_info(path):
                 "vae",
                 "controlnet",
             }, m
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=WORKFLOW_IDS)
+def test_downloads_are_safetensors(path):
+    """Every tested frontend offers a download only for .safetensors files (1.35.9 refuses .pth)."""
+    for node in load(path)["nodes"]:
+        for m in node.get("properties", {}).get("models", []):
+            assert m["name"].endswith(".safetensors"), f"{path.name}: node {node['id']} downloads {m['name']}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=WORKFLOW_IDS)
+def test_read_me_is_a_markdown_note(path):
+    """The Read-me note is the frontend's Markdown note (rendered text, readable when zoomed out), not
+    the small monospace Note."""
+    notes = [n for n in load(path)["nodes"] if n["type"] in ("Note", "MarkdownNote")]
+    assert notes and all(n["type"] == "MarkdownNote" for n in notes), f"{path.name}: {[n['type'] for n in notes]}"
+
+
+TITLE = 30  # LiteGraph's title bar above a node's pos
+GROUP_HEAD = 60  # a group's title bar, and room for a node's badge above its title
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=WORKFLOW_IDS)
+def test_saved_layout_has_no_overlaps_and_groups_hold_their_nodes(path):
+    """As saved (the browser test measures the frontends' own layouts): no two node boxes (title
+    included) overlap, and a node inside a group sits below the group's title, within its bounds."""
+    data = load(path)
+    boxes = [(n["id"], n["pos"][0], n["pos"][1] - TITLE, n["size"][0], n["size"][1] + TITLE) for n in data["nodes"]]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            overlap = a[1] < b[1] + b[3] and b[1] < a[1] + a[3] and a[2] < b[2] + b[4] and b[2] < a[2] + a[4]
+            assert not overlap, f"{path.name}: nodes {a[0]} and {b[0]} overlap"
+    for group in data.get("groups", []):
+        gx, gy, gw, gh = group["bounding"]
+        for node_id, x, y, w, h in boxes:
+            if gx <= x < gx + gw and gy <= y + TITLE < gy + gh:
+                assert x + w <= gx + gw and gy + GROUP_HEAD <= y and y + h <= gy + gh, (
+                    f"{path.name}: node {node_id} sticks out of group {group['title']!r}"
+                )
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=WORKFLOW_IDS)
@@ -572,7 +614,7 @@ def test_equal_compute_ab_workflow():
     g, text = _workflow("Equal-compute")
     plain = widgets(g.one("KSampler"))
     w2 = widgets(g.one("W2SDReflectiveKSampler"))
-    assert plain["steps"] == 50 and w2["steps"] == 25 and w2["reflect_steps"] == 12
+    assert plain["steps"] == 50 and w2["steps"] == 25 and w2["reflect_steps"] == -1 and w2["mode"] == "guide"
     assert plain["seed"] == w2["seed"]
     assert plain["control_after_generate"] == w2["control_after_generate"] == "fixed"
     ks, w2node = g.one("KSampler"), g.one("W2SDReflectiveKSampler")
@@ -581,10 +623,11 @@ def test_equal_compute_ab_workflow():
     assert plain["cfg"] == w2["cfg"] and plain["sampler_name"] == w2["sampler_name"]
     cost = run_cost(
         25,
-        12,
+        0,
         w2["cfg"],
         w2["cfg"] if w2["strong_cfg"] == -1 else w2["strong_cfg"],
         w2["cfg"] if w2["weak_cfg"] == -1 else w2["weak_cfg"],
+        guided=24,  # every step but the last
     )
     assert cost.evaluations == 49 and f"{cost.evaluations} model" in text
     prefixes = {widgets(n)["filename_prefix"] for n in g.of_type("SaveImage")}
@@ -624,7 +667,8 @@ def test_moe_expert_workflow_routes_the_weak_side_to_worse_experts():
     assert "hidream" in widgets(g.one("UNETLoader"))["unet_name"]
     assert widgets(builder)["weak_start_rank"] == -1 and "LOWEST" in text
     s = widgets(sampler)
-    assert (s["steps"], s["reflect_steps"]) == (25, 12) and "50" in text  # equal cost to the 50-step template
+    # equal cost to the 50-step template: 25 steps, 24 of them guided
+    assert (s["steps"], s["reflect_steps"], s["mode"]) == (25, -1, "guide") and "50" in text
 
 
 def test_model_patch_workflow_pairs_one_checkpoint_with_and_without_a_patch():

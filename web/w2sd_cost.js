@@ -5,9 +5,9 @@
 // CFG != 1 is two passes (cond and uncond); ComfyUI skips the uncond pass at CFG 1, so such an
 // evaluation is one pass.
 
-/** The nodes' defaults (w2sd_core DEFAULTS: off), also the plan of a W2SD Guider over a plain sampler. */
+/** The nodes' defaults (w2sd_core DEFAULTS; tests/test_web_frontend.py checks the mirror), also the plan of a W2SD Guider over a plain sampler. */
 export const DEFAULT_PLAN = Object.freeze({
-  reflect_steps: 0, reflect_end_percent: 0.8, repeats: 1, mode: "reflect", guidance: 1.0,
+  reflect_steps: -1, reflect_end_percent: 1.0, repeats: 1, mode: "guide", guidance: 0.25,
 });
 
 /** w2sd_core.guidance: which modes reflect, which guide. */
@@ -110,32 +110,64 @@ export function formatRatio(ratio) {
 
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
-/** The one line a node shows for a cost; "≤ " marks numbers that are only upper bounds. */
+/** What a node with nothing different between its sides shows (whatever its plan): what it needs. */
+export const NO_WEAK_SIDE = "to use W2SD: add a weak model, prompt or CFG";
+
+/** The one line a node shows for a cost; "≤ " marks the numbers that are only upper bounds. It
+ *  stays short (at most about 47 characters) so that it fits a node of the default width. */
 export function costText(cost, { bounded = false, differs = true, off = null, cfgAs = null } = {}) {
   const le = bounded ? "≤ " : "";
+  if (!differs) return NO_WEAK_SIDE;
   if (off) return `W2SD off · ${off}`;
-  const evals = `${le}${cost.evaluations} evals`;
-  if (!differs) return `no weak side: plain sampling · ${evals}`;
-  const parts = [];
-  if (cost.reflections) parts.push(`${le}${plural(cost.reflections, "reflection")}`);
-  if (cost.guided) parts.push(`${le}${cost.guided} guided`);
-  if (cfgAs !== null) parts.push(`${le}${cfgAs.steps} guided as CFG ${Number(cfgAs.cfg.toFixed(2))}`);
-  if (!parts.length) return `nothing planned · ${evals} · ×1 time`;
-  const ratio = cost.passes === cost.plainPasses ? "×1" : `${le}${formatRatio(cost.ratio)}`;
-  return `${parts.join(" · ")} · ${evals} · ${ratio} time`;
+  // only a count that adds evaluations makes the evaluations and the time a bound
+  const extra = cost.reflections > 0 || cost.guided > 0;
+  const evals = `${extra ? le : ""}${cost.evaluations} evals`;
+  let what = null;
+  if (cost.reflections && cost.guided) {
+    what = cost.reflections === cost.guided ? `${le}${cost.guided} reflect+guide`
+      : `${le}${cost.reflections} refl. + ${cost.guided} guided`;
+  }
+  else if (cost.reflections) what = `${le}${plural(cost.reflections, "reflection")}`;
+  else if (cost.guided) what = `${le}${cost.guided} guided`;
+  else if (cfgAs !== null) what = `${le}${plural(cfgAs.steps, "step")} at CFG ${Number(cfgAs.cfg.toFixed(2))}`;
+  if (!what) return `nothing planned · ${evals} · ×1 time`;
+  const ratio = cost.passes === cost.plainPasses ? "×1" : `${extra ? le : ""}${formatRatio(cost.ratio)}`;
+  return `${what} · ${evals} · ${ratio} time`;
 }
 
-/** The hover text: where the numbers come from. */
-export function costDetail(cost, { bounded = false, strongCfg, weakCfg, cfgAs = null } = {}) {
-  const parts = [`${cost.steps} steps + 2 × ${cost.reflections} reflections + ${cost.guided} guided = `
-    + `${cost.evaluations} model evaluations`,
-    `${cost.passes} vs ${cost.plainPasses} model passes without W2SD`];
-  if ((cost.reflections || cost.guided) && passesPerEvaluation(strongCfg) !== passesPerEvaluation(weakCfg)) {
+/** The hover text: the same numbers as the line, and where they come from. */
+export function costDetail(cost, { bounded = false, strongCfg, weakCfg, cfgAs = null, cfg } = {}) {
+  const upTo = bounded ? "up to " : "";
+  const terms = [plural(cost.steps, "step")];
+  if (cost.reflections) terms.push(`2 × ${upTo}${plural(cost.reflections, "reflection")}`);
+  if (cost.guided) terms.push(`${upTo}${cost.guided} guided`);
+  const extra = cost.reflections > 0 || cost.guided > 0;
+  const total = `${extra ? upTo : ""}${cost.evaluations} model evaluations`;
+  const parts = [terms.length > 1 ? `${terms.join(" + ")} = ${total}` : total];
+  if (cost.reflections) parts.push("a reflection: one step down with the strong side, back up with the weak side");
+  if (cost.guided) parts.push("a guided step: strong + w · (strong − weak), both sides evaluated");
+  parts.push(`${extra ? upTo : ""}${cost.passes} vs ${cost.plainPasses} model passes without W2SD`);
+  if (extra && passesPerEvaluation(strongCfg) !== passesPerEvaluation(weakCfg)) {
     parts.push(`the ${passesPerEvaluation(weakCfg) === 1 ? "weak" : "strong"} side at CFG 1 costs half`);
   }
-  if (cfgAs) parts.push("a CFG-only pair in guide mode is plain CFG at cfg_s + w (cfg_s - cfg_w): no extra cost");
-  if (bounded) parts.push("reflect_end_percent < 1: the count is an upper bound (it depends on the model's schedule)");
+  if (cfgAs) {
+    parts.push(`a CFG pair in guide mode is plain sampling at CFG cfg_s + w · (cfg_s − cfg_w) = `
+      + `${Number(cfgAs.cfg.toFixed(2))} on ${upTo}${plural(cfgAs.steps, "step")} (CFG ${Number(Number(cfg).toFixed(2))} `
+      + "on the rest): no extra cost");
+  }
+  if (bounded) parts.push("reflect_end_percent < 1: the counts are upper bounds (they depend on the model's schedule)");
   return parts.join("\n");
+}
+
+const OFF_HINT = Object.freeze({
+  "reflect_steps 0": "set reflect_steps to -1 or a count to turn W2SD on",
+  "guidance 0": "set guidance above 0 to turn guide mode on",
+});
+
+function noWeakSideDetail(steps) {
+  return `Nothing differs between the strong and the weak side yet, so this node samples like KSampler `
+    + `(${steps} model evaluations). To use W2SD, connect weak_model (e.g. the base model of a fine-tune), `
+    + `or a plainer prompt to weak_positive / weak_negative, or set weak_cfg (e.g. 1.0) below cfg.`;
 }
 
 /**
@@ -159,8 +191,10 @@ export function describeRun(values, { weakSide = true, advanced = false, schedul
   const mode = values.mode ?? DEFAULT_PLAN.mode;
   const w = Number(values.guidance ?? DEFAULT_PLAN.guidance);
   const reflectSteps = values.reflect_steps ?? DEFAULT_PLAN.reflect_steps;
+  // with nothing to pair the line says what is missing, whatever the plan
   let off = null;
-  if (Number(reflectSteps) === 0) off = "reflect_steps 0";
+  if (!differs) off = null;
+  else if (Number(reflectSteps) === 0) off = "reflect_steps 0";
   else if (!reflects(mode) && guides(mode) && w === 0) off = "guidance 0";
   const est = differs && !off
     ? estimateReflections({
@@ -173,12 +207,11 @@ export function describeRun(values, { weakSide = true, advanced = false, schedul
   const cfgAs = cfgOnly && guidedSteps ? { steps: guidedSteps, cfg: strongCfg + w * (strongCfg - weakCfg) } : null;
   const cost = runCost(steps, reflects(mode) ? est.reflections : 0, cfg, strongCfg, weakCfg, cfgOnly ? 0 : guidedSteps);
   const bounded = est.bounded && (cost.reflections > 0 || guidedSteps > 0);
-  return {
-    cost, lambda: est.lambda, bounded, differs, off,
-    text: costText(cost, { bounded, differs, off, cfgAs }),
-    detail: off ? `${cost.steps} model evaluations: the plain sampler, bit for bit (set reflect_steps -1 to turn W2SD on)`
-      : costDetail(cost, { bounded, strongCfg, weakCfg, cfgAs }),
-  };
+  let detail;
+  if (!differs) detail = noWeakSideDetail(cost.steps);
+  else if (off) detail = `${cost.steps} model evaluations: the plain sampler, bit for bit (${OFF_HINT[off] ?? off})`;
+  else detail = costDetail(cost, { bounded, strongCfg, weakCfg, cfgAs, cfg });
+  return { cost, lambda: est.lambda, bounded, differs, off, text: costText(cost, { bounded, differs, off, cfgAs }), detail };
 }
 
 /**

@@ -28,6 +28,25 @@ const HELPERS = () => {
   // removing the nodes one by one, not LGraph.clear(): clear() starts the node ids again at 1, and
   // Nodes 2.0 (1.27.10, 1.35.9) then lays a new node out with the size of the old node of that id
   window.w2sdClear = () => { for (const n of [...app.graph.nodes]) app.graph.remove(n); };
+  // each node's box in canvas units as the renderer lays it out (title included): the Vue
+  // component's where Nodes 2.0 draws the node, else LiteGraph's pos/size
+  window.w2sdBoxes = () => {
+    const th = LiteGraph.NODE_TITLE_HEIGHT;
+    const nodes = app.graph.nodes.filter((n) => !n.collapsed);
+    const rect = (n) => { const r = document.querySelector(`[data-node-id="${n.id}"]`)?.getBoundingClientRect(); return r && r.width ? r : null; };
+    const drawn = nodes.map((n) => [n, rect(n)]).filter(([, r]) => r);
+    if (drawn.length < nodes.length || !drawn.length) {
+      return nodes.map((n) => [n.id, n.type, n.pos[0], n.pos[1] - th, n.size[0], n.size[1] + th, 'lg']);
+    }
+    // the DOM's own scale (Nodes 2.0 may apply the canvas transform a frame later than ds says):
+    // from the two nodes furthest apart, then every box relative to the first, whose top is its pos
+    let [a, b] = [drawn[0], drawn[0]];
+    for (const d of drawn) { if (d[0].pos[0] < a[0].pos[0]) a = d; if (d[0].pos[0] > b[0].pos[0]) b = d; }
+    const k = b[0].pos[0] !== a[0].pos[0] ? (b[1].left - a[1].left) / (b[0].pos[0] - a[0].pos[0]) : app.canvas.ds.scale;
+    const [ref, rr] = a;
+    return drawn.map(([n, r]) => [n.id, n.type, ref.pos[0] + (r.left - rr.left) / k, ref.pos[1] - th + (r.top - rr.top) / k,
+                                  r.width / k, r.height / k, 'dom']);
+  };
   window.w2sdMake = (t, x, y) => { const n = LiteGraph.createNode(t); n.pos = [x, y]; app.graph.add(n); return n; };
   // The cost as the user sees it: the caption element (DOM widget), whether it is in the page,
   // visible, and inside the node's box (the Vue component's where Nodes 2.0 draws the node).
@@ -45,7 +64,10 @@ const HELPERS = () => {
     const visible = !!r && r.width > 40 && r.height >= 10 && getComputedStyle(el).visibility !== 'hidden'
       && el.checkVisibility?.() !== false;
     const inside = !!r && r.left >= node[0] - 2 && r.right <= node[2] + 2 && r.top >= node[1] - 2 && r.bottom <= node[3] + 2;
-    return { id: n.id, type: n.type, text: el?.textContent ?? null, shown: n.w2sdShown, visible, inside,
+    // the line fits the caption (nothing cut off by the ellipsis) at the node's current width
+    const clipped = !!el && el.isConnected && el.scrollWidth > el.clientWidth + 1;
+    return { id: n.id, type: n.type, text: el?.textContent ?? null, title: el?.title ?? null, shown: n.w2sdShown,
+             visible, inside, clipped, width: r ? Math.round(r.width) : null, nodeWidth: n.size[0],
              attached: Boolean(el?.isConnected), vueNode: Boolean(dom && dom.width) };
   });
 };
@@ -71,7 +93,9 @@ async function renderer(page, vue, caption) {
     const text = w2sdMake('CLIPTextEncode', 600, 400);
     text.connect(0, node, node.findInputSlot('weak_positive'));
     linked = ['weak_positive']; snap('weak_positive linked');
-    for (const [name, value] of [['reflect_end_percent', 1.0], ['steps', 25], ['reflect_steps', 12],
+    // the longest lines (a window only bounds the counts) at the node's default width
+    for (const [name, value] of [['mode', 'reflect+guide'], ['mode', 'guide'], ['mode', 'reflect'],
+                                  ['reflect_end_percent', 1.0], ['steps', 25], ['reflect_steps', 12],
                                   ['mode', 'guide'], ['mode', 'reflect+guide'], ['weak_cfg', 1.0],
                                   ['repeats', 2], ['guidance', 0], ['mode', 'guide'], ['reflect_steps', 0]]) {
       set(name, value); snap(`${name}=${value}`);
@@ -92,6 +116,8 @@ async function renderer(page, vue, caption) {
     const link = (a, o, b, i) => a.connect(a.findOutputSlot(o), b, b.findInputSlot(i));
     link(select, 'SAMPLER', sampler, 'sampler'); link(guider, 'GUIDER', sca, 'guider');
     link(sampler, 'SAMPLER', sca, 'sampler'); link(sched, 'SIGMAS', sca, 'sigmas');
+    // the plan spelled out: the checks below are about where the numbers come from, not the defaults
+    w2sdSet(sampler, 'mode', 'reflect'); w2sdSet(sampler, 'guidance', 1.0);
     w2sdSet(guider, 'cfg', 7.0); w2sdSet(guider, 'weak_cfg', 1.0); w2sdSet(sampler, 'reflect_steps', 12);
     w2sdSet(sampler, 'reflect_end_percent', 1.0); w2sdSet(sched, 'steps', 25);
     const a = [sampler.w2sdRefresh().text, guider.w2sdRefresh().text];
@@ -111,6 +137,7 @@ async function renderer(page, vue, caption) {
     const enc = w2sdMake('CLIPTextEncode', 1300, 700);
     enc.connect(0, adv, adv.findInputSlot('weak_positive'));
     const advanced = [];
+    w2sdSet(adv, 'mode', 'reflect'); w2sdSet(adv, 'guidance', 1.0);
     for (const [k, v] of [['reflect_steps', -1], ['reflect_end_percent', 1.0], ['end_at_step', 10],
                           ['return_with_leftover_noise', 'enable'], ['start_at_step', 4], ['reflect_steps', 30],
                           ['return_with_leftover_noise', 'disable'], ['start_at_step', 12]]) {
@@ -135,6 +162,7 @@ async function renderer(page, vue, caption) {
     latent.connect(0, ks, ks.findInputSlot('latent_image')); ks.connect(0, save, save.findInputSlot('samples'));
     w2sdSet(ks, 'steps', 4); w2sdSet(ks, 'cfg', 1.0); w2sdSet(ks, 'reflect_end_percent', 1.0);
     w2sdSet(ks, 'reflect_steps', -1); w2sdSet(ks, 'control_after_generate', 'fixed');
+    w2sdSet(ks, 'mode', 'reflect'); w2sdSet(ks, 'guidance', 1.0);
     // a seed of its own per renderer: ComfyUI answers an unchanged prompt from its cache, and then
     // sends `executed` for the output node only, so the sampler would get no report
     w2sdSet(ks, 'seed', seed);
@@ -159,26 +187,103 @@ async function renderer(page, vue, caption) {
     return { ...ks.w2sdShown, dom: ks.w2sdElement?.textContent };
   }, seen.run.id);
 
-  // 4) the help page: select the node, click the selection toolbox's info button
-  seen.help = await (async () => {
-    await page.evaluate(() => {
-      w2sdClear();
-      const n = w2sdMake('W2SDReflectiveKSampler', 300, 150);
-      app.canvas.selectNode(n); app.canvas.setDirty(true, true);
-    });
-    const button = page.locator('[data-testid="info-button"]').first();
-    try { await button.waitFor({ state: 'attached', timeout: 10000 }); } catch (e) { return { clicked: false, error: 'no info button' }; }
-    // 1.27's toolbox may keep the button hidden until hovered: a DOM click is what the user's click does
-    try { await button.click({ timeout: 1500 }); } catch {
-      try { await button.dispatchEvent('click'); } catch (e) { return { clicked: false, error: String(e.message).slice(0, 200) }; }
-    }
-    try {
-      await page.waitForFunction(() => document.body.innerText.includes('What it does'), null, { timeout: 10000 });
-      return { clicked: true, shown: true };
-    } catch { return { clicked: true, shown: false }; }
-  })();
+  // 4) the help page: select the node, click the selection toolbox's info button; the page must
+  //    fit the panel (no table or block wider than the panel's text column)
+  seen.help = await helpPage(page, 'W2SDReflectiveKSampler', 'What it does');
   await page.screenshot({ path: `${shotDir}/w2sd_${tag}_${vue ? 'vue' : 'classic'}_help.png` });
   await page.keyboard.press('Escape').catch(() => {});
+  seen.helpAdvanced = await helpPage(page, 'W2SDReflectiveKSamplerAdvanced', 'start_at_step');
+  await page.screenshot({ path: `${shotDir}/w2sd_${tag}_${vue ? 'vue' : 'classic'}_help_advanced.png` });
+  await page.keyboard.press('Escape').catch(() => {});
+
+  // 5) the node search: what a newcomer types
+  seen.search = {};
+  for (const query of ['W2SD', 'weak to strong', 'z-sampling', 'autoguidance']) seen.search[query] = await searchNodes(page, query);
+  await page.evaluate(() => w2sdClear());
+  await page.keyboard.press('Escape').catch(() => {});
+  return seen;
+}
+
+async function helpPage(page, type, marker) {
+  await page.evaluate((type) => {
+    w2sdClear();
+    app.canvas.ds.scale = 1; app.canvas.ds.offset = [0, 0];
+    const n = w2sdMake(type, 300, 150);
+    app.canvas.deselectAll?.();
+    app.canvas.selectNode(n); app.canvas.setDirty(true, true);
+  }, type);
+  const button = page.locator('[data-testid="info-button"]').first();
+  try { await button.waitFor({ state: 'attached', timeout: 10000 }); } catch (e) { return { clicked: false, error: 'no info button' }; }
+  // 1.27's toolbox may keep the button hidden until hovered: a DOM click is what the user's click does
+  try { await button.click({ timeout: 1500 }); } catch {
+    try { await button.dispatchEvent('click'); } catch (e) { return { clicked: false, error: String(e.message).slice(0, 200) }; }
+  }
+  try {
+    await page.waitForFunction((marker) => [...document.querySelectorAll('h1,h2,h3,p,li,code,td')]
+      .some((e) => e.textContent.includes(marker) && e.getBoundingClientRect().width > 0), marker, { timeout: 10000 });
+  } catch { return { clicked: true, shown: false }; }
+  return { clicked: true, shown: true, ...await page.evaluate((marker) => {
+    // the rendered page: the element holding the page's title, and its scrolling panel
+    const title = [...document.querySelectorAll('h1')].find((e) => /W2SD/.test(e.textContent) && e.getBoundingClientRect().width > 0);
+    let body = title?.parentElement;
+    while (body && body.parentElement && !body.querySelector('table,ul') ) body = body.parentElement;
+    if (!body) return { panel: null };
+    const box = body.getBoundingClientRect();
+    const wide = [...body.querySelectorAll('table,pre,ul,ol,p,img')].map((e) => [e.tagName, e.getBoundingClientRect(), e.scrollWidth, e.clientWidth])
+      .filter(([, r, sw, cw]) => r.width > 0 && (r.right > box.right + 1 || r.left < box.left - 1 || (sw > cw + 1 && cw > 0)))
+      .map(([tag, r, sw, cw], i) => `${tag} ${Math.round(r.left)}..${Math.round(r.right)} (scroll ${sw}/${cw})`);
+    // what sticks out, for the message
+    const culprits = [...body.querySelectorAll('code,a,strong,em,span')].filter((e) => e.getBoundingClientRect().right > box.right + 1)
+      .map((e) => `${e.tagName} ${e.textContent.slice(0, 40)}`).slice(0, 8);
+    wide.push(...culprits);
+    return { panel: [Math.round(box.left), Math.round(box.right)], tables: body.querySelectorAll('table').length, wide,
+             overflow: body.scrollWidth > body.clientWidth + 1 };
+  }, marker) };
+}
+
+// The frontend's node search box (a double click on the empty canvas), the results in its order.
+async function searchNodes(page, query) {
+  await page.evaluate(() => { w2sdClear(); app.canvas.ds.scale = 1; app.canvas.ds.offset = [0, 0]; app.canvas.setDirty(true, true); });
+  const at = await page.evaluate(() => { const r = app.canvas.canvas.getBoundingClientRect(); return [r.left + r.width * 0.45, r.top + r.height * 0.55]; });
+  const input = page.locator('.comfy-vue-node-search-container input, .node-search-box input, [role="dialog"] input').first();
+  let open = false;
+  for (let attempt = 0; attempt < 3 && !open; attempt++) {  // a panel closing may swallow the first double click
+    await page.mouse.dblclick(at[0], at[1]);
+    try { await input.waitFor({ state: 'visible', timeout: 3000 }); open = true; } catch { await page.keyboard.press('Escape'); }
+  }
+  if (!open) return { error: 'no search box' };
+  await input.fill(query);
+  let names = [];
+  try {
+    await page.waitForFunction((q) => document.querySelectorAll('[role="option"]').length > 0, query, { timeout: 5000 });
+    await page.waitForTimeout(400);  // the list follows the input on the next frames
+    names = await page.evaluate(() => [...document.querySelectorAll('[role="option"]')]
+      .filter((e) => e.getBoundingClientRect().height > 0).map((e) => e.innerText.replace(/\s+/g, ' ').trim()));
+  } catch { names = []; }
+  await page.screenshot({ path: `${shotDir}/w2sd_${tag}_search_${query.replace(/\W+/g, '_')}.png` });
+  await page.keyboard.press('Escape');
+  await page.waitForTimeout(200);
+  return { names };
+}
+
+// every example workflow loads, with nothing missing, laid out without overlaps as this renderer draws it
+async function loadWorkflows(page, workflows, vue) {
+  const seen = {};
+  for (const [name, data] of Object.entries(workflows)) {
+    seen[name] = await page.evaluate(async ([data, vue]) => {
+      await app.loadGraphData(data, true, true, null, { showMissingNodesDialog: false, showMissingModelsDialog: false });
+      app.canvas.ds.scale = 1; app.canvas.ds.offset = [60, 80]; app.canvas.setDirty(true, true);
+      const missing = data.nodes.filter((n) => !(n.type in LiteGraph.registered_node_types)).map((n) => n.type);
+      // Nodes 2.0 lays the nodes out in the DOM on its next frames
+      if (vue) await w2sdUntil(() => app.graph.nodes.every((n) => document.querySelector(`[data-node-id="${n.id}"]`)?.getBoundingClientRect().height > 0), 10000);
+      for (let i = 0; i < 6; i++) await new Promise((r) => requestAnimationFrame(r));
+      const saved = app.graph.serialize();
+      return { missing, captions: w2sdCaptions(),
+               nodes: saved.nodes.map((n) => [n.id, n.type, n.widgets_values?.length ? n.widgets_values : null]),
+               boxes: w2sdBoxes(), groups: (app.graph.groups ?? app.graph._groups ?? []).map((g) => [g.title, [...g._bounding ?? g.bounding]]),
+               titleHeight: LiteGraph.NODE_TITLE_HEIGHT };
+    }, [data, vue]);
+  }
   return seen;
 }
 
@@ -253,22 +358,15 @@ async function thumbnails(browser, workflows) {
     out.renderers.classic = await renderer(page, false, true);
     mark('classic');
 
-    // every example workflow loads, with nothing missing (classic is enough: the same graph code)
     const workflows = JSON.parse(fs.readFileSync(workflowsJson, 'utf8'));
-    out.workflows = {};
-    for (const [name, data] of Object.entries(workflows)) {
-      out.workflows[name] = await page.evaluate(async (data) => {
-        await app.loadGraphData(data, true, true, null, { showMissingNodesDialog: false, showMissingModelsDialog: false });
-        const missing = data.nodes.filter((n) => !(n.type in LiteGraph.registered_node_types)).map((n) => n.type);
-        const saved = app.graph.serialize();
-        const th = LiteGraph.NODE_TITLE_HEIGHT;
-        return { missing, captions: w2sdCaptions(),
-                 nodes: saved.nodes.map((n) => [n.id, n.type, n.widgets_values?.length ? n.widgets_values : null]),
-                 // each node's box as the frontend lays it out (title included), groups apart
-                 boxes: app.graph.nodes.filter((n) => !n.collapsed).map((n) => [n.id, n.type, n.pos[0], n.pos[1] - th,
-                                                                      n.size[0], n.size[1] + th]) };
-      }, data);
-    }
+    await page.setViewportSize({ width: 2600, height: 1700 });
+    out.workflows = await loadWorkflows(page, workflows, false);
+    await page.setViewportSize({ width: 1280, height: 860 });
+    // the template browser's list for this pack: in number order
+    out.templates = await page.evaluate(async () => {
+      const api = window.comfyAPI?.api?.api ?? app.api;
+      return api.getWorkflowTemplates();
+    });
     mark('workflows');
     if (out.hasVue) {
       // a reload applies the renderer setting on every frontend (switching live left the caption
@@ -277,6 +375,9 @@ async function thumbnails(browser, workflows) {
       await page.evaluate(() => app.extensionManager.setting.set('Comfy.VueNodes.Enabled', true));
       collecting = false; await open(page); await page.evaluate(HELPERS); collecting = true;
       out.renderers.vue = await renderer(page, true, vueCaption === 'yes');
+      await page.setViewportSize({ width: 2600, height: 1700 });
+      out.workflowsVue = await loadWorkflows(page, JSON.parse(fs.readFileSync(workflowsJson, 'utf8')), true);
+      await page.setViewportSize({ width: 1280, height: 860 });
       await page.evaluate(() => app.extensionManager.setting.set('Comfy.VueNodes.Enabled', false));
       mark('vue');
     }
