@@ -268,3 +268,25 @@ def test_a_plain_sampler_runs_the_default_plan(comfy):
     assert roles.count("guide") == (planned if guides(DEFAULTS.mode) else 0)
     assert roles.count("reflect_strong") == (planned * default.repeats if reflects(DEFAULTS.mode) else 0)
     assert roles.count(None) == 4 - (planned if guides(DEFAULTS.mode) else 0)
+
+
+def test_conds_with_hooks_on_a_dynamic_model_keep_the_weak_checkpoint(comfy):
+    """0.30's CFGGuider.inner_set_conds swaps a dynamic-VRAM patcher for its non-dynamic delegate
+    when conds carry hooks. The W2SD Guider goes through it, so the swap happens here too, and the
+    delegate (a clone) must still carry the weak checkpoint the guider attached. On releases without
+    the swap the patcher stays as it is; the run is checked the same way."""
+    import inspect
+
+    import comfy.hooks
+    import comfy.samplers
+
+    strong = cs.dynamic_like(cs.tiny_model("eps"))
+    weak = cs.tiny_model("eps", seed=3)
+    hooked = [[c[0][0], {**c[0][1], "hooks": comfy.hooks.HookGroup()}] for c in (cs.cond(0), cs.cond(1))]
+    guider = cs.node_class("W2SDGuider").execute(strong, [hooked[0]], [hooked[1]], 5.0, weak_model=weak).args[0]
+    swaps = "get_non_dynamic_delegate" in inspect.getsource(comfy.samplers.CFGGuider.inner_set_conds)
+    assert guider.model_patcher.is_dynamic() is not swaps
+    attached = guider.model_patcher.get_additional_models_with_key("w2sd_weak_model")
+    assert len(attached) == 1 and attached[0].model is weak.model  # the weak checkpoint or a clone of it
+    out = _sample(guider, w2sd_sampler("euler", mode="guide", guidance=0.5))
+    assert torch.isfinite(out).all()

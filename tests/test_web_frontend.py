@@ -681,7 +681,7 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
             assert help_page["tables"] == 0, f"{where}: a table in the help panel: {help_page}"
 
         # 5) the node search: "W2SD" finds the Reflective KSampler first, the newcomer's words find the pack
-        found = {query: result.get("names") for query, result in got["search"].items()}
+        found = {query: [n for n in result.get("names") or [] if n.strip()] for query, result in got["search"].items()}
         assert found["W2SD"], f"{where}: the search box showed nothing: {got['search']}"
         assert names_ksampler(found["W2SD"][0], seen["definitions"]), (
             f"{where}: searching W2SD lists first {found['W2SD'][:3]}"
