@@ -175,7 +175,8 @@ def test_non_finite_numbers_are_refused(comfy, lora_dir, node_id, name, value):
     with pytest.raises(ValueError) as error:
         node(node_id).execute(**arguments)
     message = str(error.value)
-    assert message.startswith(f"{schema.display_name}: {name} is {word}; set a number between"), message
+    label = cs.pack_module("nodes.comfy.validate").node_label(schema)  # "W2SD (Reflective KSampler)" for "W2SD"
+    assert message.startswith(f"{label}: {name} is {word}; set a number between"), message
     assert "\n" not in message
 
 
@@ -189,7 +190,7 @@ def test_non_finite_numbers_are_refused(comfy, lora_dir, node_id, name, value):
 def test_unknown_sampler_or_scheduler_is_refused(comfy, key, value):
     arguments = valid_arguments("W2SDReflectiveKSampler")
     arguments[key] = value
-    with pytest.raises(ValueError, match=f"W2SD Reflective KSampler: {key} '{value}' is not a"):
+    with pytest.raises(ValueError, match=f"W2SD \\(Reflective KSampler\\): {key} '{value}' is not a"):
         node("W2SDReflectiveKSampler").execute(**arguments)
     if value == "euler_ancestrall":
         with pytest.raises(ValueError, match="closest: 'euler_ancestral'"):
@@ -253,7 +254,7 @@ def test_lora_pair_beside_a_second_checkpoint_is_refused(comfy, lora_dir):
     pair, checkpoint = build_pair(cs.tiny_model("eps")), cs.tiny_model("eps", seed=7)
     expected = "weak_model is a second checkpoint, so the pair's weak_strength would have no effect"
     with pytest.raises(
-        ValueError, match=f"W2SD Reflective KSampler: model carries a Weak Model Builder LoRA pair .*{expected}"
+        ValueError, match=f"W2SD \\(Reflective KSampler\\): model carries a Weak Model Builder LoRA pair .*{expected}"
     ):
         ksample(pair, weak_model=checkpoint)
     with pytest.raises(ValueError, match=f"W2SD Guider: model carries .*{expected}"):
@@ -311,7 +312,7 @@ def test_conditioning_of_another_width_is_refused_naming_the_input(comfy):
     eps, wide = cs.tiny_model("eps"), [[torch.randn(1, 77, 48), {}]]
     message = _refusal(lambda: ksample(eps, weak_positive=wide))
     assert message == (
-        "W2SD Reflective KSampler: weak_positive is 48 wide but model takes 32-wide "
+        "W2SD (Reflective KSampler): weak_positive is 48 wide but model takes 32-wide "
         "conditioning (a text encoder of another model family?); encode weak_positive "
         "with the CLIP that belongs to model's checkpoint."
     )
@@ -321,7 +322,7 @@ def test_conditioning_of_another_width_is_refused_naming_the_input(comfy):
         )
     )
     assert message.startswith("W2SD Guider: weak_negative is 48 wide but weak_model takes 32-wide")
-    assert _refusal(lambda: ksample(eps, positive=wide)).startswith("W2SD Reflective KSampler: positive is 48 wide")
+    assert _refusal(lambda: ksample(eps, positive=wide)).startswith("W2SD (Reflective KSampler): positive is 48 wide")
     args = valid_arguments("W2SDInversionStep")
     args["negative"] = wide
     assert _refusal(lambda: node("W2SDInversionStep").execute(**args)).startswith(
@@ -356,7 +357,7 @@ def test_latent_of_another_family_is_refused(comfy, case):
         conds = dict(positive=cs.flux_cond(0), negative=cs.flux_cond(1))
     message = _refusal(lambda: ksample(model, {"samples": samples}, steps=2, **conds))
     assert message.startswith(
-        f"W2SD Reflective KSampler: latent_image has shape {list(samples.shape)}, but this model samples"
+        f"W2SD (Reflective KSampler): latent_image has shape {list(samples.shape)}, but this model samples"
     ), message
     assert "encode the image with this model's VAE" in message
     args = valid_arguments("W2SDInversionStep")
@@ -590,11 +591,11 @@ def saved(server, entry):
     [
         (
             {"w2sd__reflect_end_percent": math.nan},
-            "W2SD Reflective KSampler: reflect_end_percent is NaN; set a number between 0 and 1.",
+            "W2SD (Reflective KSampler): reflect_end_percent is NaN; set a number between 0 and 1.",
         ),
         (
             {"w2sd__strong_cfg": math.nan},
-            "W2SD Reflective KSampler: strong_cfg is NaN; set a number between -1 and 100.",
+            "W2SD (Reflective KSampler): strong_cfg is NaN; set a number between -1 and 100.",
         ),
         (
             {"pair__weak_strength": math.nan},
@@ -602,11 +603,11 @@ def saved(server, entry):
         ),
         (
             {"w2sd__sampler_name": "not_a_sampler"},
-            "W2SD Reflective KSampler: sampler_name 'not_a_sampler' is not a sampler",
+            "W2SD (Reflective KSampler): sampler_name 'not_a_sampler' is not a sampler",
         ),
         (
             {"w2sd__scheduler": "not_a_scheduler"},
-            "W2SD Reflective KSampler: scheduler 'not_a_scheduler' is not a scheduler",
+            "W2SD (Reflective KSampler): scheduler 'not_a_scheduler' is not a scheduler",
         ),
         (
             {"pair__lora_name": "w2sd_truncated.safetensors"},
@@ -716,11 +717,11 @@ def test_same_lora_again_after_the_builder_is_refused(comfy, lora_dir):
         f"and a LoRA loader after the builder applies it again (strength 1); remove that LoRA loader"
     )
     message = _refusal(lambda: ksample(twice))
-    assert message.startswith(f"W2SD Reflective KSampler: {expected}") and "\n" not in message, message
+    assert message.startswith(f"W2SD (Reflective KSampler): {expected}") and "\n" not in message, message
     assert _refusal(lambda: node("W2SDGuider").execute(twice, cs.cond(0), cs.cond(1), 3.0)).startswith(
         f"W2SD Guider: {expected}"
     )
-    assert _refusal(lambda: ksample(base, weak_model=twice)).startswith(f"W2SD Reflective KSampler: weak_{expected}")
+    assert _refusal(lambda: ksample(base, weak_model=twice)).startswith(f"W2SD (Reflective KSampler): weak_{expected}")
     # Another LoRA after the builder is fine: they stack as two loaders do.
     other = "w2sd_reliability_other_lora.safetensors"
     sd = cs.attention_lora(base.model, seed=1, dtype=torch.float32, scale=0.2)
@@ -749,7 +750,7 @@ def test_combo_values_outside_their_list_are_refused(comfy, lora_dir, node_id, k
     values, and the nodes' comparisons would take any other string, or null, as another choice."""
     arguments = valid_arguments(node_id)
     arguments[key] = value
-    display = node(node_id).define_schema().display_name
+    display = cs.pack_module("nodes.comfy.validate").node_label(node(node_id).define_schema())
     message = _refusal(lambda: node(node_id).execute(**arguments))
     assert message.startswith(f"{display}: {key} "), message
     assert "pick" in message and "\n" not in message
@@ -766,7 +767,7 @@ def test_conditioning_without_pooled_output_is_refused(comfy):
     common = dict(steps=2, scheduler="simple", negative=cs.sd3_cond(1))
     message = _refusal(lambda: ksample(sd3, latent, positive=bare, **common))
     assert message == (
-        "W2SD Reflective KSampler: positive has no pooled_output, which model (SD3) needs; encode "
+        "W2SD (Reflective KSampler): positive has no pooled_output, which model (SD3) needs; encode "
         "positive with the CLIP that belongs to model's checkpoint (CLIPTextEncode gives both parts)."
     )
     guider = _refusal(lambda: node("W2SDGuider").execute(sd3, cs.sd3_cond(0), cs.sd3_cond(1), 3.0, weak_negative=bare))
@@ -777,7 +778,7 @@ def test_conditioning_without_pooled_output_is_refused(comfy):
         "W2SD Inversion Step: negative has no pooled_output"
     )
     sdxl = _refusal(lambda: ksample(cs.tiny_model("sdxl"), steps=2))
-    assert sdxl.startswith("W2SD Reflective KSampler: positive has no pooled_output, which model (SDXL) needs")
+    assert sdxl.startswith("W2SD (Reflective KSampler): positive has no pooled_output, which model (SDXL) needs")
     # With it, both sample; models that take no pooled output are not asked for one.
     assert ksample(sd3, latent, positive=cs.sd3_cond(0), **common).shape == (1, 16, 8, 8)
     assert torch.isfinite(

@@ -580,7 +580,8 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
     # the help panel first asks for docs/<NodeId>/<locale>.md, then docs/<NodeId>.md: both are there
     ours = [e for e in seen["errors"] if "w2sd" in e.lower()]
     assert not ours, f"errors from the extension: {ours}"
-    deprecated = [w for w in seen["warnings"][seen["mark"] :] if "deprecat" in w.lower()]
+    # the warning's stack names the extension's files when the extension made the deprecated call
+    deprecated = [w for w in seen["warnings"][seen["mark"] :] if "deprecat" in w.lower() and "/w2sd" in w]
     assert not deprecated, f"deprecation warnings while the extension worked: {deprecated}"
     assert not [u for u in seen["requests"] if u[:1] in "45" and " " in u and "w2sd" in u.lower()], [
         u for u in seen["requests"] if u[:1] in "45" and " " in u
@@ -702,7 +703,9 @@ def test_frontend_in_a_real_browser(tmp_path, label, root):
     # the template browser lists them in number order (the extension sorts the server's list)
     listed = seen["templates"].get(comfy_support_pack(), [])
     assert listed == sorted(workflows), f"templates out of order: {listed}"
-    layouts = {"classic": seen["workflows"]} | ({"vue": seen["workflowsVue"]} if seen["hasVue"] else {})
+    # 1.27's Nodes 2.0 is a hidden experimental preview (caption_in_nodes2): users see the classic layout
+    shown_vue = seen["hasVue"] and caption_in_nodes2(version)
+    layouts = {"classic": seen["workflows"]} | ({"vue": seen["workflowsVue"]} if shown_vue else {})
     for renderer, loaded in layouts.items():
         for name, got in loaded.items():
             check_loaded_workflow(

@@ -268,6 +268,11 @@ app.registerExtension({
     chain(proto, "onExecuted", function (output) { showReport(this, output); });
   },
   setup() {
+    // The node help panel can be ~170 px wide (frontend 1.27): long input names in code spans
+    // (reflect_end_percent) would stick out of it, so they may wrap there.
+    const style = document.createElement("style");
+    style.textContent = ".node-help-content code { overflow-wrap: anywhere; }";
+    document.head.append(style);
     // Steps and CFG often live on other nodes (scheduler, guider): re-read the graph twice a second.
     // Only text that changed touches the DOM.
     setInterval(() => {

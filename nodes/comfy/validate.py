@@ -12,6 +12,8 @@ know by name, so one entry point serves every node.
 
 from __future__ import annotations
 
+import re
+
 import difflib
 import math
 
@@ -25,10 +27,20 @@ from ..pair_types.base import pair_attachment, pairs_in
 from . import compat
 
 
+def node_label(schema) -> str:
+    """The node as messages name it: its display name, or, where that is only the pack's name (the
+    Reflective KSampler is titled "W2SD" so the node search lists it first), "W2SD (Reflective
+    KSampler)" from its node id."""
+    name = schema.display_name or schema.node_id
+    if name != "W2SD" or not schema.node_id.startswith("W2SD"):
+        return name
+    return f"W2SD ({re.sub(r'(?<=[a-z])(?=[A-Z])', ' ', schema.node_id[4:])})"
+
+
 def inputs(node_cls, values: dict) -> None:
     """Raise ValueError for the first bad input among ``values`` (the node's arguments)."""
     schema = node_cls.define_schema()
-    node = schema.display_name or schema.node_id
+    node = node_label(schema)
     numbers(node, schema, values)
     names(node, values)
     choices(node, schema, values)
@@ -270,7 +282,7 @@ def latent(node_cls, key: str, model, given: dict, samples: torch.Tensor) -> Non
         schema = node_cls.define_schema()
         want = f"{channels}-channel" + (f" {dims}-D" if dims is not None else "")
         raise ValueError(
-            f"{schema.display_name or schema.node_id}: {key} has shape {list(given['samples'].shape)}, "
+            f"{node_label(schema)}: {key} has shape {list(given['samples'].shape)}, "
             f"but this model samples {want} latents ({type(fmt).__name__}); encode the image with "
             f"this model's VAE, or start from an empty latent."
         )

@@ -343,6 +343,15 @@ async function thumbnails(browser, workflows) {
     page.on('request', (r) => out.requests.push(r.url()));
     page.on('response', (r) => { if (r.status() >= 400) out.requests.push(`${r.status()} ${r.url()}`); });
     page.on('pageerror', (e) => out.errors.push(String(e.stack || e.message)));
+    // A deprecation warning comes from the frontend's own shim whoever triggered it: keep the JS
+    // stack, so the test can tell the extension's (web/w2sd*.js in it) from the frontend's own.
+    await page.addInitScript(() => {
+      const warn = console.warn.bind(console);
+      console.warn = (...args) => {
+        if (args.some((a) => /deprecat/i.test(String(a)))) args.push(`[stack: ${(new Error().stack || '').split('\n').slice(2, 12).join(' | ')}]`);
+        warn(...args);
+      };
+    });
     page.on('console', (m) => {
       if (m.type() === 'error') out.errors.push(`${m.text()} @ ${m.location()?.url ?? ''}`);
       if (m.type() === 'warning' && collecting) out.warnings.push(`${m.text()} @ ${m.location()?.url ?? ''}`);
