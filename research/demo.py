@@ -20,6 +20,7 @@ import argparse
 import json
 import pathlib
 import time
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -31,6 +32,137 @@ from .mixtures import DiscreteVPSchedule, mmd2, mode_kl, mode_weights, toy_probl
 BANDWIDTH = 0.5  # RBF kernel bandwidth of the MMD (the toy's modes are 0.15 wide, 1.15 apart)
 
 
+@dataclass
+class _Setup:
+    """What every run of the demo shares: the toy problem, the schedule, the W2SD plans, the noise."""
+
+    steps: int
+    points: int
+    problem: object
+    vp: DiscreteVPSchedule
+    sigmas: torch.Tensor
+    plan: ReflectionPlan
+    full: ReflectionPlan
+    reflections: int
+    evals: int
+    evals_full: int
+    g: torch.Generator
+    noise: torch.Tensor
+    reference: torch.Tensor
+
+
+def _setup(seed: int, steps: int, points: int) -> _Setup:
+    problem = toy_problem()
+    vp = DiscreteVPSchedule()
+    sigmas = vp.normal(steps)
+    plan = TOY.plan(vp.percent_to_sigma)
+    reflections = plan.repeats * len(plan.reflected_steps(sigmas))
+    full = ReflectionPlan(steps=-1)
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(points, 2, generator=g)
+    reference = problem.ideal.sample(points, torch.Generator().manual_seed(seed + 1_000_003))
+    return _Setup(
+        steps=steps,
+        points=points,
+        problem=problem,
+        vp=vp,
+        sigmas=sigmas,
+        plan=plan,
+        full=full,
+        reflections=reflections,
+        evals=steps + 2 * reflections,
+        evals_full=steps + full.extra_evaluations(sigmas),
+        g=g,
+        noise=noise,
+        reference=reference,
+    )
+
+
+def _sample_runs(d: _Setup) -> list:
+    """Every variant's samples, as ``(key, label, model evaluations, samples)``."""
+    problem, steps, evals, sigmas, noise = d.problem, d.steps, d.evals, d.sigmas, d.noise
+
+    def euler(model, n):
+        s = d.vp.normal(n)
+        return sample_euler_plain(model, noise * s[0], s)
+
+    def w2sd(weak, p=d.plan):
+        return sample_euler(problem.strong, noise * sigmas[0], sigmas, weak=weak, plan=p, inversion=TOY.inversion)
+
+    return [
+        ("ideal", "ideal (exact samples)", None, problem.ideal.sample(d.points, d.g)),
+        ("weak", f"weak, {steps} steps", steps, euler(problem.weak, steps)),
+        ("strong", f"strong, {steps} steps", steps, euler(problem.strong, steps)),
+        ("strong_equal", f"strong, {evals} steps (equal evaluations)", evals, euler(problem.strong, evals)),
+        ("w2sd", f"W2SD (toy preset), {steps} steps", evals, w2sd(problem.weak)),
+        ("w2sd_full", f"W2SD λ = T-1 (no window), {steps} steps", d.evals_full, w2sd(problem.weak, d.full)),
+        # guide mode on the same planned steps: one extra evaluation each, no inversion
+        (
+            "guide",
+            f"guide w = 1 (same plan), {steps} steps",
+            steps + d.reflections // d.plan.repeats,
+            sample_euler(
+                problem.strong, noise * sigmas[0], sigmas, weak=problem.weak, plan=d.plan, mode="guide", guidance=1.0
+            ),
+        ),
+        ("identity", "identity control (weak = strong)", evals, w2sd(problem.strong)),
+        ("negative", "negative control (unrelated weak)", evals, w2sd(problem.negative_weak)),
+    ]
+
+
+def _metric_rows(d: _Setup, runs: list) -> list[dict]:
+    """Each run's MMD² to the reference samples, its mode-weight KL and its mode weights."""
+    return [
+        {
+            "run": key,
+            "label": label,
+            "evaluations": n_evals,
+            "mmd2_x1e3": round(1e3 * mmd2(x, d.reference, BANDWIDTH), 3),
+            "mode_kl_x1e3": round(1e3 * mode_kl(x, d.problem.ideal), 2),
+            "mode_weights": [round(float(v), 4) for v in mode_weights(x, d.problem.ideal)],
+        }
+        for key, label, n_evals, x in runs
+    ]
+
+
+def _settings(d: _Setup, seed: int) -> dict:
+    return {
+        "seed": seed,
+        "steps": d.steps,
+        "points": d.points,
+        "scheduler": "normal (SD1.x VP sigmas)",
+        "plan": {
+            "steps": d.plan.steps,
+            "repeats": d.plan.repeats,
+            "end_percent": TOY.end_percent,
+            "sigma_min": d.plan.sigma_min,
+        },
+        "inversion": TOY.inversion,
+        "reflections": d.reflections,
+        "mmd_bandwidth": BANDWIDTH,
+        "ideal_weights": [round(float(v), 4) for v in d.problem.ideal.weights],
+    }
+
+
+def _write_outputs(out_dir: pathlib.Path, result: dict, d: _Setup, runs: list, figure: bool, start: float) -> None:
+    """The figure (if ``figure``), metrics.md and metrics.json; fills in ``result["files"]`` and the
+    seconds taken since ``start``."""
+    files = []
+    if figure:
+        panels = [
+            (label, x)
+            for key, label, _, x in runs
+            if key in ("ideal", "weak", "strong", "strong_equal", "w2sd", "negative")
+        ]
+        files.append(str(save_figure(out_dir / "w2sd_demo.png", d.problem.ideal, panels, result["rows"])))
+    md = markdown_table(result)
+    (out_dir / "metrics.md").write_text(md + "\n")
+    files.append(str(out_dir / "metrics.md"))
+    result["files"] = files + [str(out_dir / "metrics.json")]
+    result["settings"]["seconds"] = round(time.time() - start, 2)
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=1))
+
+
 def run_demo(out_dir="demo_out", seed: int = 0, *, steps: int = 20, points: int = 3000, figure: bool = True) -> dict:
     """Sample every variant, write the figure and the tables to ``out_dir``; returns the metrics
     (``{"rows": [...], "settings": {...}, "files": [...]}``)."""
@@ -40,90 +172,10 @@ def run_demo(out_dir="demo_out", seed: int = 0, *, steps: int = 20, points: int 
     try:
         out_dir = pathlib.Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        problem = toy_problem()
-        vp = DiscreteVPSchedule()
-        sigmas = vp.normal(steps)
-        plan = TOY.plan(vp.percent_to_sigma)
-        reflections = plan.repeats * len(plan.reflected_steps(sigmas))
-        evals = steps + 2 * reflections
-        full = ReflectionPlan(steps=-1)
-        evals_full = steps + full.extra_evaluations(sigmas)
-
-        g = torch.Generator().manual_seed(seed)
-        noise = torch.randn(points, 2, generator=g)
-        reference = problem.ideal.sample(points, torch.Generator().manual_seed(seed + 1_000_003))
-
-        def euler(model, n):
-            s = vp.normal(n)
-            return sample_euler_plain(model, noise * s[0], s)
-
-        def w2sd(weak, p=plan):
-            return sample_euler(problem.strong, noise * sigmas[0], sigmas, weak=weak, plan=p, inversion=TOY.inversion)
-
-        runs = [
-            ("ideal", "ideal (exact samples)", None, problem.ideal.sample(points, g)),
-            ("weak", f"weak, {steps} steps", steps, euler(problem.weak, steps)),
-            ("strong", f"strong, {steps} steps", steps, euler(problem.strong, steps)),
-            ("strong_equal", f"strong, {evals} steps (equal evaluations)", evals, euler(problem.strong, evals)),
-            ("w2sd", f"W2SD (toy preset), {steps} steps", evals, w2sd(problem.weak)),
-            ("w2sd_full", f"W2SD λ = T-1 (no window), {steps} steps", evals_full, w2sd(problem.weak, full)),
-            # guide mode on the same planned steps: one extra evaluation each, no inversion
-            (
-                "guide",
-                f"guide w = 1 (same plan), {steps} steps",
-                steps + reflections // plan.repeats,
-                sample_euler(
-                    problem.strong, noise * sigmas[0], sigmas, weak=problem.weak, plan=plan, mode="guide", guidance=1.0
-                ),
-            ),
-            ("identity", "identity control (weak = strong)", evals, w2sd(problem.strong)),
-            ("negative", "negative control (unrelated weak)", evals, w2sd(problem.negative_weak)),
-        ]
-        rows = []
-        for key, label, n_evals, x in runs:
-            rows.append(
-                {
-                    "run": key,
-                    "label": label,
-                    "evaluations": n_evals,
-                    "mmd2_x1e3": round(1e3 * mmd2(x, reference, BANDWIDTH), 3),
-                    "mode_kl_x1e3": round(1e3 * mode_kl(x, problem.ideal), 2),
-                    "mode_weights": [round(float(v), 4) for v in mode_weights(x, problem.ideal)],
-                }
-            )
-        result = {
-            "settings": {
-                "seed": seed,
-                "steps": steps,
-                "points": points,
-                "scheduler": "normal (SD1.x VP sigmas)",
-                "plan": {
-                    "steps": plan.steps,
-                    "repeats": plan.repeats,
-                    "end_percent": TOY.end_percent,
-                    "sigma_min": plan.sigma_min,
-                },
-                "inversion": TOY.inversion,
-                "reflections": reflections,
-                "mmd_bandwidth": BANDWIDTH,
-                "ideal_weights": [round(float(v), 4) for v in problem.ideal.weights],
-            },
-            "rows": rows,
-        }
-        files = []
-        if figure:
-            panels = [
-                (label, x)
-                for key, label, _, x in runs
-                if key in ("ideal", "weak", "strong", "strong_equal", "w2sd", "negative")
-            ]
-            files.append(str(save_figure(out_dir / "w2sd_demo.png", problem.ideal, panels, rows)))
-        md = markdown_table(result)
-        (out_dir / "metrics.md").write_text(md + "\n")
-        files.append(str(out_dir / "metrics.md"))
-        result["files"] = files + [str(out_dir / "metrics.json")]
-        result["settings"]["seconds"] = round(time.time() - start, 2)
-        (out_dir / "metrics.json").write_text(json.dumps(result, indent=1))
+        d = _setup(seed, steps, points)
+        runs = _sample_runs(d)
+        result = {"settings": _settings(d, seed), "rows": _metric_rows(d, runs)}
+        _write_outputs(out_dir, result, d, runs, figure, start)
         return result
     finally:
         torch.set_num_threads(threads)
