@@ -251,6 +251,10 @@ async function searchNodes(page, query) {
     await page.mouse.dblclick(at[0], at[1]);
     try { await input.waitFor({ state: 'visible', timeout: 3000 }); open = true; } catch { await page.keyboard.press('Escape'); }
   }
+  if (!open) {  // 1.35's Nodes 2.0 may not take the double click here: the frontend's own command
+    await page.evaluate(() => app.extensionManager?.command?.execute?.('Workspace.SearchBox.Toggle'));
+    try { await input.waitFor({ state: 'visible', timeout: 3000 }); open = true; } catch { /* reported below */ }
+  }
   if (!open) return { error: 'no search box' };
   await input.fill(query);
   let names = [];
