@@ -194,19 +194,24 @@ def _widths(conds) -> set:
     return out
 
 
-def conditioning(node: str, values: dict) -> None:
-    """Conditioning of another width (a text encoder of another family) fails only inside the
-    first model call, as a matmul shape error naming none of the inputs."""
+def cond_targets(values: dict) -> list:
+    """(conditioning input, the model it is encoded for, that model's input name) of a node."""
     model, weak = values.get("model"), values.get("weak_model")
     if model is None:
-        return
+        return []
     weak_name = "weak_model" if weak is not None else "model"
-    for key, target, target_name in (
+    return [
         ("positive", model, "model"),
         ("negative", model, "model"),
         ("weak_positive", weak or model, weak_name),
         ("weak_negative", weak or model, weak_name),
-    ):
+    ]
+
+
+def conditioning(node: str, values: dict) -> None:
+    """Conditioning of another width (a text encoder of another family) fails only inside the
+    first model call, as a matmul shape error naming none of the inputs."""
+    for key, target, target_name in cond_targets(values):
         expected = context_width(target)
         wrong = sorted(w for w in _widths(values.get(key)) if w != expected)
         if expected is not None and wrong:
@@ -244,16 +249,7 @@ def needs_pooled_output(patcher) -> bool:
 def pooled_output(node: str, values: dict) -> None:
     """SD3 / SDXL-type conditioning without its pooled output (e.g. from a conditioning node that
     only makes token embeddings) fails inside ComfyUI with a bare KeyError: 'pooled_output'."""
-    model, weak = values.get("model"), values.get("weak_model")
-    if model is None:
-        return
-    weak_name = "weak_model" if weak is not None else "model"
-    for key, target, target_name in (
-        ("positive", model, "model"),
-        ("negative", model, "model"),
-        ("weak_positive", weak or model, weak_name),
-        ("weak_negative", weak or model, weak_name),
-    ):
+    for key, target, target_name in cond_targets(values):
         conds = values.get(key)
         if not isinstance(conds, (list, tuple)) or not needs_pooled_output(target):
             continue
