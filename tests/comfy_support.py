@@ -7,6 +7,7 @@ Import this only through the fixtures in ``conftest.py``: it imports ComfyUI.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import pathlib
 import sys
@@ -841,6 +842,7 @@ class _QuietServer:
         pass
 
 
+@functools.lru_cache(maxsize=None)  # one main.py per test process
 def _executor_options() -> dict:
     """The keyword arguments the running release's main.py passes PromptExecutor, read from its
     source: the same keywords, and the same ``cache_args`` keys (each 0: no RAM headroom, no LRU).

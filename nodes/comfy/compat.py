@@ -231,19 +231,12 @@ def as_intermediate(samples: torch.Tensor) -> torch.Tensor:
     return samples.to(device=mm.intermediate_device(), dtype=dtype())
 
 
-def _takes(fn, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def schema_extras(**fields) -> dict:
     """The io.Schema fields among ``fields`` that this ComfyUI's io.Schema has (0.30 added
     search_aliases; 0.3.64 and 0.8.0 would fail the node on an unknown keyword)."""
     from comfy_api.latest import io
 
-    return {name: value for name, value in fields.items() if _takes(io.Schema, name)}
+    return {name: value for name, value in fields.items() if _accepts(io.Schema, name)}
 
 
 def advanced() -> dict:
@@ -251,7 +244,7 @@ def advanced() -> dict:
     away until the user opens the node's advanced inputs); {} on older releases."""
     from comfy_api.latest import io
 
-    return {"advanced": True} if _takes(io.Input.__init__, "advanced") else {}
+    return {"advanced": True} if _accepts(io.Input.__init__, "advanced") else {}
 
 
 def pass_latent_shapes(model, inner_sample_kwargs: dict) -> None:
